@@ -1,0 +1,1 @@
+"""The `groupbuy` command: a thin layer that parses, calls a wing, prints."""

@@ -1,0 +1,5 @@
+import sys
+
+from groupbuy.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per `groupbuy` sub-command (modules starting with `_` are helpers)."""

@@ -1,0 +1,28 @@
+"""Helpers shared by the sub-commands: scenario arguments and result folders."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RESULTS = REPO_ROOT / "results"
+DEFAULT_SCENARIO = REPO_ROOT / "scenarios" / "default.toml"
+
+
+def add_scenario_arg(parser: argparse.ArgumentParser, nargs: str | None = None) -> None:
+    parser.add_argument("scenario", nargs=nargs, metavar="SCENARIO",
+                        help="scenario file (TOML), e.g. scenarios/flash_sale.toml")
+
+
+def run_dir(scenario: str | Path, out: str | Path | None, kind: str = "") -> Path:
+    """The folder a run writes into: `--out` if given, else results/<scenario>[-kind]-<time>."""
+    if out is not None:
+        path = Path(out)
+    else:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        name = Path(scenario).stem + (f"-{kind}" if kind else "")
+        path = RESULTS / f"{name}-{stamp}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
