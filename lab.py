@@ -30,7 +30,7 @@ USAGE = """usage: python3 lab.py COMMAND [ARGS...]
 
 
 def _ensure_venv() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - lab.py may be started by an older python3
         sys.exit(f"lab.py needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text().strip() == wanted:

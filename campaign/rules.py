@@ -39,7 +39,7 @@ class Sku(Section):
 
 
 class Phase(Section):
-    """A stretch of the sale window (warm-up, burst, tail …); phases run back to back from hour 0."""
+    """A stretch of the sale window (warm-up, burst, tail …); phases run back to back."""
 
     name: str = Identifier
     hours: float = Field(gt=0, le=24 * 60)

@@ -1,4 +1,4 @@
-"""A scenario file (TOML): `[campaign]`, `[audience]`, `[load]`, `[checks]`; loading and checking."""
+"""A scenario file (TOML): [campaign], [audience], [load], [checks]; loading and checking."""
 
 from __future__ import annotations
 
