@@ -12,7 +12,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from campaign.audience import Audience
 from campaign.base import Section
-from campaign.errors import ScenarioError, at, problems_from_validation
+from campaign.errors import ScenarioError, at, key_path, problems_from_validation
 from campaign.load import Checks, Load
 from campaign.rules import CampaignRules
 
@@ -139,23 +139,21 @@ def _set_path(data: dict[str, Any], key: str, value: Any) -> None:
     parts = _split_path(key)
     node: Any = data
     for i, part in enumerate(parts[:-1]):
-        here = ".".join(str(p) for p in parts[: i + 1])
+        parent = key_path(tuple(parts[:i]))
         if isinstance(part, int):
             if not isinstance(node, list) or part >= len(node):
-                raise IndexError(f"no item [{part}] at {here}")
+                raise IndexError(f"{parent} has no item [{part}]")
             node = node[part]
         else:
             if not isinstance(node, dict):
-                raise TypeError(f"{here} is not a table")
+                raise TypeError(f"{parent} is not a table")
             if part not in node:
                 node[part] = {}  # an optional section left out of the file (e.g. campaign.groups)
             node = node[part]
-    last = parts[-1]
+    last, parent = parts[-1], key_path(tuple(parts[:-1]))
     if isinstance(last, int):
         if not isinstance(node, list) or last >= len(node):
-            raise IndexError(f"no item [{last}]")
-        node[last] = value
-    else:
-        if not isinstance(node, dict):
-            raise TypeError("parent is not a table")
-        node[last] = value
+            raise IndexError(f"{parent} has no item [{last}]")
+    elif not isinstance(node, dict):
+        raise TypeError(f"{parent} is not a table")
+    node[last] = value
