@@ -1,0 +1,61 @@
+"""`groupbuy simulate SCENARIO`: replications of the SimPy model, KPI table, output folder."""
+
+from __future__ import annotations
+
+import argparse
+
+from groupbuy.commands._common import add_scenario_arg, run_dir
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (argparse turns the error into exit code 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def seed_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more (got {value})")
+    return value
+
+
+def add_run_options(p: argparse.ArgumentParser, default_out: str) -> None:
+    """--replications, --seed and --out, shared with `groupbuy compare`."""
+    p.add_argument("--replications", "-n", metavar="N", type=positive_int, default=20,
+                   help="independent replications (default 20)")
+    p.add_argument("--seed", type=seed_int, default=1,
+                   help="random seed; the same seed gives the same numbers (default 1)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help=f"output folder (default {default_out})")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("simulate", help="simulate a campaign (SimPy): KPIs with 95%% CIs, "
+                       "plots, report.html")
+    add_scenario_arg(p)
+    add_run_options(p, "results/<scenario>-<timestamp>")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sim import load_simulatable, run_simulation
+    from sim.report import kpi_table
+
+    load_simulatable(args.scenario)  # a bad file fails before a folder is made
+    out = run_dir(args.scenario, args.out)
+    result = run_simulation(args.scenario, replications=args.replications, seed=args.seed,
+                            out_dir=out, progress=True)
+    print(f"{result.scenario.campaign.name}: {args.replications} replication(s), "
+          f"seed {args.seed}, {result.seconds:.1f} s")
+    print(kpi_table(result.summary))
+    print(f"\nresults: {out}  (open report.html)")
+    return 0

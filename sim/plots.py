@@ -1,0 +1,156 @@
+"""PNG figures of a simulation run (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # the backend is chosen first
+import numpy as np
+
+from campaign.scenario import Scenario
+from sim.model import Recording
+from sim.outputs import group_outcomes, mean_series
+from sim.stats import KpiSummary
+
+MAX_BINS = 480
+"""Per-minute series longer than this are summed into coarser bins so the bars stay readable."""
+
+PLOT_FILES = {
+    "arrivals_orders.png": "Arrivals and paid orders over time, with the campaign phases",
+    "stock.png": "Units in stock over time",
+    "group_outcomes.png": "Group outcomes by tier reached",
+    "referral_depth.png": "Referral trees by depth",
+    "money_waterfall.png": "Money: from GMV to profit",
+}
+
+
+def _bins(n_minutes: int) -> int:
+    """Minutes per plotted bin."""
+    return max(1, -(-n_minutes // MAX_BINS))
+
+
+def _rebin(x: np.ndarray, width: int) -> np.ndarray:
+    pad = (-len(x)) % width
+    return np.pad(x, (0, pad)).reshape(-1, width).sum(axis=1)
+
+
+def _phase_bands(ax: plt.Axes, scenario: Scenario) -> None:
+    colors = ("#f2f2f2", "#dde8f5")
+    for i, (name, lo, hi) in enumerate(scenario.campaign.phase_bounds()):
+        ax.axvspan(lo, hi, color=colors[i % 2], zorder=0)
+        ax.text((lo + hi) / 2, 1.0, name, transform=ax.get_xaxis_transform(), ha="center",
+                va="bottom", fontsize=8, color="#555555")
+
+
+def plot_arrivals_orders(path: Path, scenario: Scenario, recs: list[Recording]) -> None:
+    arrivals, payments = mean_series(recs, "arrivals"), mean_series(recs, "payments")
+    width = _bins(len(arrivals))
+    a, p = _rebin(arrivals, width), _rebin(payments, width)
+    hours = np.arange(len(a)) * width / 60
+    fig, ax = plt.subplots(figsize=(9, 4))
+    _phase_bands(ax, scenario)
+    ax.step(hours, a, where="post", label="arrivals (incl. invitees)", color="#1f77b4")
+    ax.set_xlabel("hours since the sale started")
+    ax.set_ylabel(f"arrivals per {width} min (mean)")
+    ax2 = ax.twinx()
+    ax2.step(hours, p, where="post", label="paid orders", color="#d62728")
+    ax2.set_ylabel(f"payments per {width} min (mean)")
+    lines = ax.get_legend_handles_labels(), ax2.get_legend_handles_labels()
+    ax.legend(lines[0][0] + lines[1][0], lines[0][1] + lines[1][1], loc="upper right")
+    ax.set_title("Arrivals and paid orders", pad=16)
+    _save(fig, path)
+
+
+def plot_stock(path: Path, scenario: Scenario, recs: list[Recording]) -> None:
+    stock = np.array([r.stock_by_sku for r in recs])  # (replications, minutes, SKUs)
+    hours = (np.arange(stock.shape[1]) + 1) / 60
+    fig, ax = plt.subplots(figsize=(9, 4))
+    _phase_bands(ax, scenario)
+    for k, sku in enumerate(scenario.campaign.skus):
+        line, = ax.plot(hours, stock[:, :, k].mean(axis=0), label=f"{sku.id} (mean)")
+        ax.fill_between(hours, stock[:, :, k].min(axis=0), stock[:, :, k].max(axis=0),
+                        color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("hours since the sale started")
+    ax.set_ylabel("units available")
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="upper right", title="shaded: min–max over replications", fontsize=8,
+              title_fontsize=8)
+    ax.set_title("Stock over time", pad=16)
+    _save(fig, path)
+
+
+def plot_group_outcomes(path: Path, recs: list[Recording]) -> None:
+    outcomes = group_outcomes(recs)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if outcomes:
+        names = list(outcomes)
+        colors = ["#d62728" if n.startswith("failed") else "#2ca02c" for n in names]
+        ax.bar(names, [outcomes[n] for n in names], color=colors)
+        ax.set_ylabel("groups per replication (mean)")
+    else:
+        ax.text(0.5, 0.5, "no groups in this campaign", ha="center", va="center",
+                transform=ax.transAxes)
+    ax.set_title("Group outcomes by tier reached")
+    _save(fig, path)
+
+
+def plot_referral_depth(path: Path, recs: list[Recording]) -> None:
+    depths = np.array([d for r in recs for _, d in r.trees], dtype=int)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    if len(depths):
+        counts = np.bincount(depths) / len(recs)
+        ax.bar(np.arange(len(counts)), counts, color="#9467bd")
+        ax.set_yscale("log")
+        ax.set_xticks(np.arange(len(counts)))
+        ax.set_xlabel("depth of the referral tree (0 = no invitee bought)")
+        ax.set_ylabel("trees per replication (mean, log scale)")
+    else:
+        ax.text(0.5, 0.5, "no buyers", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title("Referral trees by depth")
+    _save(fig, path)
+
+
+def plot_money_waterfall(path: Path, summary: dict[str, KpiSummary], fixed_cost: float) -> None:
+    m = {k: s.mean for k, s in summary.items()}
+    steps = [("GMV", m["gmv"], "total"), ("discounts", -m["discount_cost"], "step"),
+             ("coupons", -m["coupon_cost"], "step"), ("revenue", m["revenue"], "total"),
+             ("goods", -m["goods_cost"], "step"), ("rewards", -m["reward_cost"], "step"),
+             ("gifts", -m["gift_cost"], "step"), ("gross profit", m["gross_profit"], "total"),
+             ("fixed cost", -fixed_cost, "step"), ("profit", m["profit"], "total")]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    level = 0.0
+    for i, (_, value, kind) in enumerate(steps):
+        if kind == "total":
+            bottom, height, color = 0.0, value, "#1f77b4" if value >= 0 else "#d62728"
+            level = value
+        else:
+            bottom, height, color = level, value, "#ff7f0e"
+            level += value
+        ax.bar(i, height, bottom=bottom, color=color)
+        ax.annotate(f"{value:,.0f}", (i, bottom + height), ha="center",
+                    va="bottom" if height >= 0 else "top", fontsize=7)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(steps)), [s[0] for s in steps], rotation=30, ha="right")
+    ax.set_ylabel("yuan (mean per replication)")
+    ax.set_title("Money waterfall")
+    _save(fig, path)
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_plots(out_dir: Path, scenario: Scenario, recs: list[Recording],
+                summary: dict[str, KpiSummary]) -> list[Path]:
+    """Write every figure of PLOT_FILES into out_dir; returns their paths."""
+    plot_arrivals_orders(out_dir / "arrivals_orders.png", scenario, recs)
+    plot_stock(out_dir / "stock.png", scenario, recs)
+    plot_group_outcomes(out_dir / "group_outcomes.png", recs)
+    plot_referral_depth(out_dir / "referral_depth.png", recs)
+    plot_money_waterfall(out_dir / "money_waterfall.png", summary, scenario.campaign.fixed_cost)
+    return [out_dir / name for name in PLOT_FILES]

@@ -1,0 +1,127 @@
+"""The simulation against closed-form results, on scenarios built so the theory applies.
+
+Each test runs enough replications for a tight 95% confidence interval and asserts that the
+theoretical value lies inside it. Seeds are fixed, so the tests are deterministic; the seeds
+were not searched for (any seed passes with probability about 95% per interval).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from campaign import parse_scenario
+from sim import replicate, simulate_once, summarize
+from sim.model import sample_arrivals
+
+
+def scenario(*, phases: list[tuple[str, float, float]], segment: dict[str, Any] | None = None,
+             stock: int = 1_000_000, groups: dict[str, Any] | None = None,
+             referral: dict[str, Any] | None = None, **campaign: Any):
+    """A one-SKU scenario: phases are (name, hours, arrivals per hour)."""
+    seg = {"name": "all", "share": 1.0, "base_conversion": 1.0, "price_sensitivity": 0.0,
+           "pay_probability": 1.0, **(segment or {})}
+    data: dict[str, Any] = {
+        "campaign": {"name": "theory", "skus": [{"id": "x", "stock": stock, "list_price": 10.0,
+                                                  "unit_cost": 4.0}],
+                     "phases": [{"name": n, "hours": h} for n, h, _ in phases], **campaign},
+        "audience": {"arrivals_per_hour": {n: r for n, _, r in phases}, "segments": [seg]},
+    }
+    if groups is not None:
+        data["campaign"]["groups"] = groups
+    if referral is not None:
+        data["audience"]["referral"] = referral
+    return parse_scenario(data, "theory")
+
+
+def inside(summary, value: float) -> bool:
+    return summary.ci_low <= value <= summary.ci_high
+
+
+def test_expected_arrivals_is_the_integral_of_the_rate():
+    sc = scenario(phases=[("warm-up", 2.5, 40.0), ("burst", 0.5, 900.0), ("tail", 3.0, 15.0)],
+                  segment={"base_conversion": 0.0})
+    expected = sc.expected_arrivals()
+    assert expected == pytest.approx(2.5 * 40 + 0.5 * 900 + 3 * 15)
+    runs = replicate(sc, 400, seed=11)
+    s = summarize([r.kpis for r in runs])["arrivals"]
+    assert inside(s, expected), (expected, s)
+    # Poisson: the variance equals the mean (a fixed-step sampler would not give this)
+    counts = np.array([r.kpis["arrivals"] for r in runs])
+    chi2 = stats.chi2.ppf([0.005, 0.995], len(counts) - 1) / (len(counts) - 1)
+    assert chi2[0] <= counts.var(ddof=1) / expected <= chi2[1]
+
+
+def test_arrivals_follow_each_phase_rate():
+    pieces = [(0.0, 1.0, 100.0), (1.0, 1.25, 4000.0), (1.25, 3.0, 0.0), (3.0, 4.0, 50.0)]
+    rng = np.random.default_rng(5)
+    samples = [sample_arrivals(pieces, rng) for _ in range(300)]
+    assert all(np.all(np.diff(t) >= 0) for t in samples)  # sorted, so SimPy can replay them
+    for lo, hi, rate in pieces:
+        n = [np.count_nonzero((t >= lo) & (t < hi)) for t in samples]
+        s = summarize([{"n": float(x)} for x in n])["n"]
+        expected = rate * (hi - lo)
+        assert inside(s, expected) if expected else s.mean == 0, (lo, hi, s)
+
+
+def test_group_completion_probability_matches_poisson_joiners():
+    # One SKU, everybody buys in a group and pays at once: the joiners of a group are a
+    # Poisson process of rate lam, so P(complete) = P(Poisson(lam * T) >= n - 1).
+    lam, window, size = 2.0, 1.0, 3
+    sc = scenario(phases=[("all", 150.0, lam)],
+                  segment={"group_propensity": 1.0},
+                  groups={"tiers": [{"size": size, "percent_off": 20}], "window_hours": window},
+                  payment_timeout_minutes=0.03)
+    theory = 1 - stats.poisson.cdf(size - 2, lam * window)
+    rates = []
+    for run in replicate(sc, 30, seed=3, record=True):
+        assert run.recording is not None
+        # groups opened near the end see no joiners after the sale closes: leave them out
+        groups = [g for g in run.recording.groups if g[0] < 150.0 - window - 0.01]
+        rates.append({"p": sum(g[4] == "completed" for g in groups) / len(groups)})
+    s = summarize(rates)["p"]
+    assert inside(s, theory), (theory, s)
+
+
+@pytest.mark.parametrize(("depth_cap", "expected"), [(100, 1 / (1 - 0.5)), (1, 1 + 0.5)])
+def test_mean_referral_cascade_size(depth_cap: int, expected: float):
+    # Every buyer shares; Poisson(1) invites; each converts with 0.5 and pays: each buyer
+    # brings Poisson(R = 0.5) buyers, so a tree has 1/(1 - R) buyers on average (with a depth
+    # cap d: 1 + R + ... + R^d).
+    sc = scenario(phases=[("all", 40.0, 25.0)], segment={"share_propensity": 1.0},
+                  referral={"invites_per_sharer": 1.0, "invite_delay_minutes": 1.0,
+                            "invitee_conversion": 0.5, "depth_cap": depth_cap})
+    runs = replicate(sc, 40, seed=21)
+    summary = summarize([r.kpis for r in runs])
+    assert inside(summary["mean_referral_tree_size"], expected), summary["mean_referral_tree_size"]
+    # K-factor = invitee buyers per buyer = (S - 1) / S
+    assert inside(summary["k_factor"], (expected - 1) / expected), summary["k_factor"]
+    assert max(r.kpis["max_referral_depth"] for r in runs) <= depth_cap
+
+
+def test_stock_is_conserved_at_every_step():
+    sc = scenario(phases=[("warm-up", 2.0, 60.0), ("burst", 1.0, 3000.0), ("tail", 2.0, 100.0)],
+                  stock=300,
+                  segment={"base_conversion": 0.2, "pay_probability": 0.6,
+                           "group_propensity": 0.5, "quantity": 2},
+                  groups={"tiers": [{"size": 2, "percent_off": 20},
+                                    {"size": 4, "percent_off": 40}],
+                          "window_hours": 0.2, "failure_policy": "fallback_price",
+                          "fallback_percent_off": 5, "fallback_take_up": 0.5},
+                  per_user_limit=2, payment_timeout_minutes=10)
+    run = simulate_once(sc, 8, trace=True)
+    assert run.recording is not None
+    trace = run.recording.stock_trace
+    k = run.kpis  # every kind of movement happened: reserve, pay, expire, refund, sell out
+    assert k["expired_reservations"] > 0 and k["groups_failed"] > 0 and k["turned_away"] > 0
+    times = [t for t, *_ in trace]
+    assert times == sorted(times)
+    for _, _, available, reserved, sold in trace:
+        assert available + reserved + sold == 300
+        assert min(available, reserved, sold) >= 0
+    assert run.kpis["units_sold"] + run.kpis["stock_left"] == 300
+    assert math.isclose(run.kpis["units_sold"], trace[-1][4])
