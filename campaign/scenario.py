@@ -118,7 +118,8 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any],
     return out
 
 
-def _split_path(key: str) -> list[str | int]:
+def split_key_path(key: str) -> list[str | int]:
+    """`campaign.groups.tiers[1].size` -> ["campaign", "groups", "tiers", 1, "size"]."""
     parts: list[str | int] = []
     for chunk in key.split("."):
         name, _, rest = chunk.partition("[")
@@ -136,7 +137,7 @@ def _split_path(key: str) -> list[str | int]:
 
 
 def _set_path(data: dict[str, Any], key: str, value: Any) -> None:
-    parts = _split_path(key)
+    parts = split_key_path(key)
     node: Any = data
     for i, part in enumerate(parts[:-1]):
         parent = key_path(tuple(parts[:i]))

@@ -1,0 +1,74 @@
+"""`groupbuy sensitivity SCENARIO --param KEY=lo:hi …`: Sobol or Morris sensitivity indices of
+every KPI to the given scenario parameters (SALib), with confidence intervals and bar plots."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from campaign.scenario import read_scenario_data
+from groupbuy.commands._common import add_scenario_arg, run_dir
+from groupbuy.commands.sweep import add_executor_args, open_executor
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sensitivity", help="Sobol / Morris sensitivity of KPIs to parameters",
+                       description=__doc__)
+    add_scenario_arg(p)
+    p.add_argument("--param", action="append", default=[], metavar="KEY=lo:hi",
+                   help="a dotted scenario key and its range; repeatable")
+    p.add_argument("--method", choices=("sobol", "morris"), default="sobol")
+    p.add_argument("--samples", type=int, default=64, metavar="N",
+                   help="Sobol: base samples, a power of two (runs N x (params + 2)); "
+                        "Morris: trajectories (runs N x (params + 1))")
+    p.add_argument("--replications", type=int, default=1, metavar="R",
+                   help="runs averaged per sample point (common random numbers)")
+    p.add_argument("--seed", type=int, default=1, metavar="S")
+    p.add_argument("--kpi", action="append", default=[], metavar="KPI",
+                   help="KPI to plot (repeatable; every KPI is in indices.csv)")
+    add_executor_args(p)
+    p.add_argument("--out", default=None, metavar="DIR", help="output folder")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sim import KPI_NAMES
+    from sim.plan_params import check_kpi, parse_param
+    from sim.sensitivity import plan_sensitivity, run_sensitivity
+
+    data = read_scenario_data(args.scenario)
+    params = [parse_param(p, "--param") for p in args.param]
+    kpis = [check_kpi(k, KPI_NAMES, "--kpi") for k in args.kpi]
+    plan = plan_sensitivity(data, args.scenario, params, method=args.method,
+                            samples=args.samples, replications=args.replications, seed=args.seed)
+    with open_executor(args) as executor:
+        out = run_dir(args.scenario, args.out, "sensitivity")
+        print(f"sensitivity: {len(plan.points)} points x {args.replications} on "
+              f"{executor.name}", file=sys.stderr)
+        result = run_sensitivity(plan, executor=executor, out_dir=out, plot_kpis=kpis)
+    if result.failures:
+        for line in result.failures:
+            print(f"run failed: {line}", file=sys.stderr)
+        print(f"{len(result.failures)} run(s) failed; every sample point is needed, so no "
+              "indices were computed", file=sys.stderr)
+        return 1
+    first, total = ("S1", "ST") if args.method == "sobol" else ("mu_star", "sigma")
+    shown = kpis or sorted({r["kpi"] for r in result.rows} & {
+        "gross_profit", "profit", "group_completion_rate", "subsidy_spent"})
+    print(f"{args.method}: {result.points} sample points x {args.replications} replication(s)")
+    fmt = "{:.3f}" if args.method == "sobol" else "{:.4g}"  # Sobol indices are shares, 0..1
+    second_head = total + (" ± 95%" if args.method == "sobol" else "")
+    print(f"{'KPI':<24} {'parameter':<40} {first + ' ± 95%':>18} {second_head:>18}")
+    for r in result.rows:
+        if r["kpi"] in shown:
+            conf = r.get(f"{total}_conf")
+            second = fmt.format(r[total]) + (f" ± {fmt.format(conf)}" if conf is not None
+                                              else "")
+            print(f"{r['kpi']:<24} {r['param']:<40} "
+                  f"{fmt.format(r[first]) + ' ± ' + fmt.format(r[first + '_conf']):>18} "
+                  f"{second:>18}")
+    if result.constant:
+        print(f"constant over the design (no index): {', '.join(result.constant)}")
+    print(f"wrote {', '.join(f.name for f in result.files)} to {out}")
+    return 0
+

@@ -1,0 +1,238 @@
+"""Figures for sweeps, tuning and sensitivity analysis (PNG, matplotlib's Agg backend)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+if TYPE_CHECKING:
+    from sim.sweep import PointResult, SweepResult
+
+MAX_LINES = 8
+
+
+def _short(key: str) -> str:
+    """`campaign.groups.tiers[1].percent_off` -> `tiers[1].percent_off` for axis labels."""
+    parts = key.split(".")
+    return ".".join(parts[-2:]) if len(parts) > 2 else key
+
+
+def _grid(n: int) -> tuple[plt.Figure, list[plt.Axes]]:
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def sweep_plots(sweep: SweepResult, kpis: Sequence[str]) -> list[Path]:
+    """KPI vs each numeric parameter (with CI bands), a heat map over the first two numeric
+    parameters, and the feasible region when constraints are given."""
+    points = [p for p in sweep.points if p.summary]
+    numeric = [p.key for p in sweep.params
+               if all(_is_number(pt.params[p.key]) for pt in sweep.points)]
+    kpis = [k for k in kpis if points and k in points[0].summary]
+    files: list[Path] = []
+    if not points or not kpis:
+        return files
+    for key in numeric:
+        files.append(_kpi_vs_param(points, key, [k for k in numeric if k != key], kpis,
+                                   sweep.out_dir / f"kpi_vs_{_slug(key)}.png"))
+    if len(numeric) >= 2:
+        files.append(_heatmaps(points, numeric[0], numeric[1], kpis,
+                               sweep.out_dir / "heatmap.png"))
+    if sweep.constraints and numeric:
+        files.append(_feasible(points, numeric[:2], sweep, sweep.out_dir / "feasible.png"))
+    return files
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _slug(key: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in _short(key)).strip("_")
+
+
+def _kpi_vs_param(points: Sequence[PointResult], key: str, others: list[str],
+                  kpis: Sequence[str], path: Path) -> Path:
+    groups: dict[tuple[Any, ...], list[PointResult]] = {}
+    for p in points:
+        groups.setdefault(tuple(p.params[k] for k in others), []).append(p)
+    # A grid gives a few lines (one per setting of the other parameters); a sampled design
+    # gives scattered points, shown with their CIs as error bars.
+    as_lines = len(groups) <= MAX_LINES and all(len(g) > 1 for g in groups.values())
+    fig, axes = _grid(len(kpis))
+    for ax, kpi in zip(axes, kpis, strict=True):
+        if as_lines:
+            for label, group in sorted(groups.items()):
+                group = sorted(group, key=lambda p: p.params[key])
+                x = [p.params[key] for p in group]
+                s = [p.summary[kpi] for p in group]
+                name = ", ".join(f"{_short(k)}={v}" for k, v in zip(others, label, strict=True))
+                line, = ax.plot(x, [v.mean for v in s], marker="o", label=name or None)
+                ax.fill_between(x, [v.ci_low for v in s], [v.ci_high for v in s],
+                                color=line.get_color(), alpha=0.2)
+            if others:
+                ax.legend(fontsize=6)
+        else:
+            x = np.array([p.params[key] for p in points], dtype=float)
+            s = [p.summary[kpi] for p in points]
+            mean = np.array([v.mean for v in s])
+            err = np.array([[v.mean - v.ci_low for v in s], [v.ci_high - v.mean for v in s]])
+            ax.errorbar(x, mean, yerr=err, fmt="o", ms=3, capsize=2, alpha=0.8)
+        ax.set_xlabel(_short(key))
+        ax.set_title(kpi, fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"KPI means vs {_short(key)} (bands/bars: 95% CI)", fontsize=10)
+    return _save(fig, path)
+
+
+def _heatmaps(points: Sequence[PointResult], kx: str, ky: str, kpis: Sequence[str],
+              path: Path) -> Path:
+    xs = sorted({p.params[kx] for p in points})
+    ys = sorted({p.params[ky] for p in points})
+    is_grid = len(xs) * len(ys) <= len(points) and len(xs) <= 30 and len(ys) <= 30
+    fig, axes = _grid(len(kpis))
+    for ax, kpi in zip(axes, kpis, strict=True):
+        if is_grid:
+            # Mean over any further parameters: a cell is one (x, y) setting.
+            cells: dict[tuple[Any, Any], list[float]] = {}
+            for p in points:
+                cells.setdefault((p.params[kx], p.params[ky]), []).append(p.mean(kpi))
+            z = np.full((len(ys), len(xs)), np.nan)
+            for (x, y), vals in cells.items():
+                z[ys.index(y), xs.index(x)] = float(np.mean(vals))
+            im = ax.imshow(z, origin="lower", aspect="auto", cmap="viridis")
+            ax.set_xticks(range(len(xs)), [f"{v:g}" for v in xs], fontsize=7)
+            ax.set_yticks(range(len(ys)), [f"{v:g}" for v in ys], fontsize=7)
+            if z.size <= 64:
+                for (r, c), v in np.ndenumerate(z):
+                    if not np.isnan(v):
+                        ax.text(c, r, f"{v:.3g}", ha="center", va="center", fontsize=6,
+                                color="white")
+        else:
+            im = ax.scatter([p.params[kx] for p in points], [p.params[ky] for p in points],
+                            c=[p.mean(kpi) for p in points], cmap="viridis", s=30)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+        ax.set_xlabel(_short(kx))
+        ax.set_ylabel(_short(ky))
+        ax.set_title(kpi, fontsize=9)
+    fig.suptitle("KPI means over two parameters", fontsize=10)
+    return _save(fig, path)
+
+
+def _feasible(points: Sequence[PointResult], keys: list[str], sweep: SweepResult,
+              path: Path) -> Path:
+    ok = [p for p in points if p.feasible]
+    bad = [p for p in points if not p.feasible]
+    rule = " and ".join(str(c) for c in sweep.constraints)
+    if len(keys) >= 2:
+        fig, ax = plt.subplots(figsize=(6, 4.6))
+        kx, ky = keys
+        ax.scatter([p.params[kx] for p in bad], [p.params[ky] for p in bad], marker="x",
+                   color="tab:red", label=f"infeasible ({len(bad)})")
+        ax.scatter([p.params[kx] for p in ok], [p.params[ky] for p in ok], marker="o",
+                   color="tab:green", label=f"feasible ({len(ok)})")
+        ax.set_xlabel(_short(kx))
+        ax.set_ylabel(_short(ky))
+        ax.legend(fontsize=7)
+        ax.set_title(f"Feasible region: {rule}", fontsize=9)
+        return _save(fig, path)
+    # One parameter: each constrained KPI against it, with its bound.
+    key = keys[0]
+    fig, axes = _grid(len(sweep.constraints))
+    for ax, c in zip(axes, sweep.constraints, strict=True):
+        for group, style, label in ((ok, "o", "feasible"), (bad, "x", "infeasible")):
+            ax.scatter([p.params[key] for p in group], [p.mean(c.kpi) for p in group],
+                       marker=style, color="tab:green" if group is ok else "tab:red",
+                       label=f"{label} ({len(group)})")
+        ax.axhline(c.bound, color="grey", linestyle="--", label=str(c))
+        ax.set_xlabel(_short(key))
+        ax.set_ylabel(c.kpi)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Feasible region: {rule}", fontsize=10)
+    return _save(fig, path)
+
+
+def pareto_plot(trials: Sequence[dict[str, Any]], front: Sequence[dict[str, Any]],
+                objectives: Sequence[str], path: Path) -> Path:
+    """All trials of a two-objective study (infeasible crossed out) with the Pareto front."""
+    fx, fy = objectives
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    feas = [t for t in trials if t["feasible"]]
+    infeas = [t for t in trials if not t["feasible"]]
+    ax.scatter([t[fx] for t in feas], [t[fy] for t in feas], color="tab:blue", alpha=0.5,
+               s=18, label=f"feasible trials ({len(feas)})")
+    ax.scatter([t[fx] for t in infeas], [t[fy] for t in infeas], color="tab:red", marker="x",
+               alpha=0.6, s=18, label=f"infeasible trials ({len(infeas)})")
+    ordered = sorted(front, key=lambda t: t[fx])
+    ax.plot([t[fx] for t in ordered], [t[fy] for t in ordered], color="black", marker="o",
+            label=f"Pareto front ({len(front)})")
+    ax.set_xlabel(fx)
+    ax.set_ylabel(fy)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title("Pareto front (feasible, non-dominated trials)", fontsize=10)
+    return _save(fig, path)
+
+
+def history_plot(trials: Sequence[dict[str, Any]], objective: str, maximize: bool,
+                 path: Path) -> Path:
+    """Objective per trial (infeasible crossed out) and the best feasible value so far."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    feas = [t for t in trials if t["feasible"]]
+    infeas = [t for t in trials if not t["feasible"]]
+    ax.scatter([t["trial"] for t in feas], [t[objective] for t in feas], s=14,
+               color="tab:blue", label="feasible")
+    ax.scatter([t["trial"] for t in infeas], [t[objective] for t in infeas], s=14, marker="x",
+               color="tab:red", label="infeasible")
+    best, xs, ys = None, [], []
+    for t in sorted(trials, key=lambda t: t["trial"]):
+        if t["feasible"] and (best is None or (t[objective] > best if maximize
+                                               else t[objective] < best)):
+            best = t[objective]
+        if best is not None:
+            xs.append(t["trial"])
+            ys.append(best)
+    ax.step(xs, ys, where="post", color="black", label="best feasible so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(objective)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def indices_plot(rows: Sequence[dict[str, Any]], kpi: str, method: str, path: Path) -> Path:
+    """Bars per parameter: Sobol S1 and ST, or Morris mu* and sigma, with confidence bars."""
+    names = [_short(r["param"]) for r in rows]
+    first, total = (("S1", "ST") if method == "sobol" else ("mu_star", "sigma"))
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(4.8, 1.3 * len(rows) + 2), 3.8))
+    ax.bar(x - 0.2, [r[first] for r in rows], 0.4, label=first,
+           yerr=[r[f"{first}_conf"] for r in rows], capsize=3)
+    second_err = [r.get(f"{total}_conf", 0.0) for r in rows]
+    ax.bar(x + 0.2, [r[total] for r in rows], 0.4, label=total, yerr=second_err, capsize=3)
+    ax.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_title(f"{method} indices: {kpi} (bars: 95% confidence)", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)

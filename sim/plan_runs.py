@@ -1,0 +1,123 @@
+"""Running many scenario points × replications through an executor, with common random numbers.
+
+Point p, replication r always uses `SeedSequence(seed).spawn(R)[r]` (as `sim.replicate` does),
+so two points differ only by their parameters, not by luck. Each task carries the scenario
+*data* of its point, so a worker anywhere re-validates it and needs no shared state.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from campaign.scenario import Scenario, parse_scenario
+from sim.executor import Executor
+
+Model = Callable[[Scenario, np.random.SeedSequence], Mapping[str, float]]
+
+
+def simulate_kpis(scenario: Scenario, seed: np.random.SeedSequence) -> dict[str, float]:
+    """The campaign model: one run's KPIs."""
+    from sim import simulate_once  # the model package; imported where the run happens
+
+    return dict(simulate_once(scenario, seed).kpis)
+
+
+def replication_seed(seed: int, replication: int) -> np.random.SeedSequence:
+    """`SeedSequence(seed).spawn(R)[replication]` for any R > replication, without spawning."""
+    return np.random.SeedSequence(seed, spawn_key=(replication,))
+
+
+@dataclass(frozen=True)
+class RunTask:
+    """One model run: point `point`, replication `replication`, with the point's scenario data."""
+
+    point: int
+    replication: int
+    seed: int
+    data: dict[str, Any]
+    source: str
+    model: Model = simulate_kpis
+
+
+def run_task(task: RunTask) -> dict[str, float]:
+    """Validate the point's scenario and run the model once (in whatever process gets it)."""
+    scenario = parse_scenario(task.data, task.source)
+    kpis = task.model(scenario, replication_seed(task.seed, task.replication))
+    return {name: float(value) for name, value in kpis.items()}
+
+
+@dataclass
+class RunOutcome:
+    """What one run gave: its KPIs, or the error it raised."""
+
+    point: int
+    replication: int
+    kpis: dict[str, float] | None
+    error: str | None = None
+
+
+def run_points(points: Sequence[dict[str, Any]], source: str, *, replications: int, seed: int,
+               executor: Executor, model: Model = simulate_kpis, first_replication: int = 0,
+               progress: bool = True, desc: str = "runs") -> list[list[RunOutcome]]:
+    """Run every point `replications` times; outcomes per point, ordered by replication.
+
+    Replications are numbered from `first_replication`, so a later call can draw fresh,
+    independent replications of the same points (used to re-estimate a tuned optimum)."""
+    tasks = [RunTask(p, first_replication + r, seed, data, source, model)
+             for p, data in enumerate(points) for r in range(replications)]
+    out: list[list[RunOutcome]] = [[] for _ in points]
+    with tqdm(total=len(tasks), desc=desc, unit="run", disable=not progress,
+              dynamic_ncols=True) as bar:
+        for task, result in executor.map_unordered(run_task, tasks):
+            if isinstance(result, BaseException):
+                outcome = RunOutcome(task.point, task.replication, None, _describe(result))
+            else:
+                outcome = RunOutcome(task.point, task.replication, result)
+            out[task.point].append(outcome)
+            bar.update()
+    for runs in out:
+        runs.sort(key=lambda o: o.replication)
+    return out
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def ok_rows(runs: Sequence[RunOutcome]) -> list[dict[str, float]]:
+    """The KPI dicts of the runs that succeeded."""
+    return [o.kpis for o in runs if o.kpis is not None]
+
+
+def mean_kpis(runs: Sequence[RunOutcome]) -> dict[str, float]:
+    """Mean of each KPI over the successful runs (empty if none succeeded)."""
+    rows = ok_rows(runs)
+    if not rows:
+        return {}
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rows of dicts as CSV (columns in first-seen order); floats with full precision."""
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _cell(v) for k, v in row.items()})
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return repr(value)
+    return "" if value is None else value
