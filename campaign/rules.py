@@ -15,6 +15,8 @@ from campaign.errors import at
 
 Identifier = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="letters, digits, _ . -")
 PercentOff = Field(gt=0, lt=100, description="percent off the list price, e.g. 20 for 8折")
+MAX_YUAN = 100_000_000
+"""Upper bound for any amount of money in a scenario (keeps fen arithmetic exact)."""
 
 
 class Sku(Section):
@@ -23,8 +25,8 @@ class Sku(Section):
     id: str = Identifier
     name: str = ""
     stock: int = Field(ge=0, le=1_000_000_000)
-    list_price: float = Field(gt=0, le=10_000_000)
-    unit_cost: float = Field(ge=0)
+    list_price: float = Field(gt=0, le=MAX_YUAN)
+    unit_cost: float = Field(ge=0, le=MAX_YUAN)
     member_prices: dict[str, float] = Field(
         default_factory=dict, description="member tier -> unit price in yuan"
     )
@@ -57,8 +59,8 @@ class GroupRules(Section):
 
     tiers: list[GroupTier] = Field(min_length=1)
     window_hours: float = Field(gt=0, le=24 * 30)
-    leader_reward: float = Field(default=0, ge=0, description="coupon value (yuan) to the leader "
-                                 "when the group completes")
+    leader_reward: float = Field(default=0, ge=0, le=MAX_YUAN, description="coupon value "
+                                 "(yuan) to the leader when the group completes")
     failure_policy: Literal["refund", "fallback_price"] = "refund"
     fallback_percent_off: float = Field(default=0, ge=0, lt=100, description="single-buyer "
                                         "discount a failed group's order converts to")
@@ -96,8 +98,8 @@ class GroupRules(Section):
 class SpendThreshold(Section):
     """满减: an order subtotal of at least `spend` yuan gets `off` yuan off (满100减10)."""
 
-    spend: float = Field(gt=0)
-    off: float = Field(gt=0)
+    spend: float = Field(gt=0, le=MAX_YUAN)
+    off: float = Field(gt=0, le=MAX_YUAN)
 
     @model_validator(mode="after")
     def _off_below_spend(self) -> SpendThreshold:
@@ -125,7 +127,7 @@ class FirstOrdersGift(Section):
     """The first `count` paid orders get a gift costing `gift_cost` yuan (前100单额外赠礼)."""
 
     count: int = Field(ge=1, le=10_000_000)
-    gift_cost: float = Field(ge=0)
+    gift_cost: float = Field(ge=0, le=MAX_YUAN)
     name: str = ""
 
 
@@ -133,8 +135,8 @@ class Coupon(Section):
     """A coupon from a limited pool: `value` yuan off an order of at least `min_spend` yuan."""
 
     id: str = Identifier
-    value: float = Field(gt=0)
-    min_spend: float = Field(default=0, ge=0)
+    value: float = Field(gt=0, le=MAX_YUAN)
+    min_spend: float = Field(default=0, ge=0, le=MAX_YUAN)
     pool: int = Field(ge=0, le=1_000_000_000)
     per_user: int = Field(default=1, ge=1, le=1000)
 
@@ -153,9 +155,9 @@ class CampaignRules(Section):
     member_tiers: list[str] = Field(default_factory=lambda: ["ordinary"], min_length=1)
     per_user_limit: int = Field(default=1, ge=1, le=1000, description="units per user per SKU")
     payment_timeout_minutes: float = Field(default=30, gt=0, le=24 * 60)
-    subsidy_budget: float | None = Field(default=None, ge=0, description="yuan; once discounts, "
-                                         "rewards and coupons spend it, subsidies stop")
-    fixed_cost: float = Field(default=0, ge=0, description="campaign fixed cost in yuan")
+    subsidy_budget: float | None = Field(default=None, ge=0, le=1e12, description="yuan; once "
+                                         "discounts, rewards and coupons spend it, subsidies stop")
+    fixed_cost: float = Field(default=0, ge=0, le=1e12, description="campaign fixed cost in yuan")
 
     @model_validator(mode="after")
     def _consistent(self) -> CampaignRules:

@@ -1,0 +1,353 @@
+"""Reference-server speed: hot-SKU reserve-and-pay throughput and latency per store and worker
+count, each beside `GET /v1/ping` of the same server in the same run (the ratio is the figure),
+and beside the backend's raw limit for the same guarded step where a tool exists.
+
+    .venv/bin/python benchmarks/server_speed.py [--seconds 4] [--concurrency 32]
+
+Writes results/server_speed.md (the table) and results/server_speed.json. Stores whose service
+is not reachable are skipped with a note. Runs in about two to three minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "results"
+EXE = str(Path(sys.executable).parent / "groupbuy")
+ADMIN = "bench-admin"
+PG = os.environ.get("GROUPBUY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS = os.environ.get("GROUPBUY_TEST_REDIS", "redis://127.0.0.1:6379/15")
+SCENARIO = """
+[campaign]
+name = "speed: one hot SKU"
+per_user_limit = 1000
+payment_timeout_minutes = 15
+[[campaign.skus]]
+id = "hot"
+stock = 1000000000
+list_price = 100.0
+unit_cost = 40.0
+[[campaign.phases]]
+name = "burst"
+hours = 2
+"""
+
+
+# -- a minimal keep-alive HTTP/1.1 client: light enough not to be the bottleneck -------------
+
+class Conn:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> Conn:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    async def request(self, method: str, path: str, headers: dict[str, str],
+                      body: bytes = b"") -> tuple[int, bytes]:
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.writer.write(f"{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: "
+                          f"application/json\r\nContent-Length: {len(body)}\r\n{head}\r\n"
+                          .encode() + body)
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(raw[9:12])
+        m = re.search(rb"(?i)content-length: *(\d+)", raw)
+        return status, await self.reader.readexactly(int(m.group(1)) if m else 0)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+@dataclass
+class Run:
+    ops: int = 0
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+    def summary(self, seconds: float) -> dict[str, float]:
+        lat = sorted(self.latencies) or [float("nan")]
+        return {"per_s": self.ops / seconds, "p50_ms": 1000 * statistics.median(lat),
+                "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))],
+                "errors": self.errors}
+
+
+async def _measure(port: int, tokens: list[str], seconds: float, concurrency: int,
+                   buy: bool) -> Run:
+    run = Run()
+    stop = time.perf_counter() + seconds
+
+    async def client(i: int) -> None:
+        conn = await Conn.open(port)
+        auth = {"Authorization": f"Bearer {tokens[i]}"}
+        n = 0
+        try:
+            while time.perf_counter() < stop:
+                t0 = time.perf_counter()
+                if buy:
+                    n += 1
+                    status, body = await conn.request(
+                        "POST", "/v1/orders", auth | {"Idempotency-Key": f"{i}-{n}"},
+                        b'{"sku_id": "hot", "quantity": 1}')
+                    ok = status == 201
+                    if ok:
+                        oid = json.loads(body)["order_id"]
+                        status, _ = await conn.request("POST", f"/v1/orders/{oid}/pay", auth)
+                        ok = status == 200
+                else:
+                    status, _ = await conn.request("GET", "/v1/ping", {})
+                    ok = status == 200
+                run.latencies.append(time.perf_counter() - t0)
+                run.ops += ok
+                run.errors += not ok
+        finally:
+            conn.close()
+
+    await asyncio.gather(*[client(i) for i in range(concurrency)])
+    return run
+
+
+# -- servers and stores -------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _reachable(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _serve(scenario: Path, store: str, workers: int, log: Path) -> tuple[subprocess.Popen, int]:
+    port = _free_port()
+    proc = subprocess.Popen([EXE, "serve", str(scenario), "--store", store, "--workers",
+                             str(workers), "--port", str(port), "--admin-token", ADMIN],
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited; see {log}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).status_code == 200:
+                return proc, port
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    _stop(proc)
+    raise RuntimeError(f"server did not start; see {log}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    import signal
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def bench_server(scenario: Path, store: str, workers: int, seconds: float, concurrency: int,
+                 log: Path) -> dict[str, dict[str, float]]:
+    proc, port = _serve(scenario, store, workers, log)
+    try:
+        users = [f"bench{i}" for i in range(concurrency)]
+        r = httpx.post(f"http://127.0.0.1:{port}/v1/admin/user-tokens",
+                       json={"user_ids": users}, headers={"Authorization": f"Bearer {ADMIN}"})
+        tokens = [r.json()["tokens"][u] for u in users]
+        buy = asyncio.run(_measure(port, tokens, seconds, concurrency, buy=True))
+        ping = asyncio.run(_measure(port, tokens, seconds, concurrency, buy=False))
+        return {"buy": buy.summary(seconds), "ping": ping.summary(seconds)}
+    finally:
+        _stop(proc)
+
+
+# -- raw backend limits for the same guarded step --------------------------------------------
+
+def raw_sqlite(path: Path, seconds: float) -> str:
+    """The guarded stock UPDATE in BEGIN IMMEDIATE transactions, one Python thread."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    n, stop = 0, time.perf_counter() + seconds
+    while time.perf_counter() < stop:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("UPDATE skus SET available = available - 1, reserved = reserved + 1 "
+                     "WHERE sku_id = 'hot' AND available >= 1")
+        conn.execute("COMMIT")
+        n += 1
+    conn.close()
+    return f"{n / seconds:,.0f} tx/s (python sqlite3, guarded UPDATE)"
+
+
+def raw_postgres(schema: str, seconds: float) -> str:
+    if not shutil.which("pgbench"):
+        return "n/a (no pgbench)"
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as fh:
+        fh.write("UPDATE skus SET available = available - 1, reserved = reserved + 1 "
+                 "WHERE sku_id = 'hot' AND available >= 1;\n")
+    out = subprocess.run(["pgbench", "-n", "-f", fh.name, "-T", str(int(seconds)), "-c", "8",
+                          "-j", "2", PG.split("?")[0]], capture_output=True, text=True,
+                         env=os.environ | {"PGOPTIONS": f"-c search_path={schema}"}, timeout=60)
+    os.unlink(fh.name)
+    tps = re.search(r"tps = ([\d.]+)", out.stdout)
+    lat = re.search(r"latency average = ([\d.]+) ms", out.stdout)
+    if not tps:
+        return f"pgbench failed: {out.stderr.strip()[:80]}"
+    avg = lat.group(1) if lat else "?"
+    return f"{float(tps.group(1)):,.0f} tx/s, {avg} ms avg (pgbench, 8 clients)"
+
+
+def raw_redis(prefix: str, seconds: float) -> str:
+    if not shutil.which("redis-benchmark"):
+        return "n/a (no redis-benchmark)"
+    import redis
+
+    from reference_server.stores.redis_store import _scripts
+    bodies, _ = _scripts()
+    r = redis.Redis.from_url(REDIS.split("?")[0], decode_responses=True)
+    sha = r.script_load(bodies["reserve"])
+    gen = r.hget(f"{prefix}:sale", "gen")
+    db = REDIS.split("?")[0].rsplit("/", 1)[-1]
+    r.close()
+    now = repr(time.time())
+    args = [prefix, gen, now, "", "", "u__rand_int__", "hot", "1", "k__rand_int__",
+            "o-__rand_int__", "", "", "1000", repr(time.time() + 900), "10000", "10000", "",
+            '[{"kind":"reserve","quantity":1,"at":1}]', "", "0", "0", "0"]
+    n = 20000
+    out = subprocess.run(["redis-benchmark", "-h", "127.0.0.1", "-p", "6379", "--dbnum", db,
+                          "-n", str(n), "-c", "16", "-r", "100000000", "--csv",
+                          "EVALSHA", sha, "0", *args], capture_output=True, text=True,
+                         timeout=max(60, seconds * 10))
+    rows = [line for line in out.stdout.splitlines() if line.startswith('"EVALSHA')]
+    if not rows:
+        return f"redis-benchmark failed: {out.stderr.strip()[:80]}"
+    # the test name (the whole command) may hold commas: the 7 figures are the last fields
+    rps, _avg, _min, p50, _p95, p99, _max = (c.strip('"') for c in rows[-1].rsplit(",", 7)[1:])
+    return (f"{float(rps):,.0f} scripts/s, p50 {p50} ms, p99 {p99} ms "
+            "(redis-benchmark EVALSHA reserve, 16 clients)")
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=4.0, help="per measurement (default 4)")
+    ap.add_argument("--concurrency", type=int, default=32, help="client connections")
+    args = ap.parse_args()
+    if not 1 <= args.seconds <= 60 or not 1 <= args.concurrency <= 256:
+        print("server_speed: --seconds 1..60, --concurrency 1..256", file=sys.stderr)
+        return 2
+    RESULTS.mkdir(exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="gb-speed-"))
+    scenario = tmp / "speed.toml"
+    scenario.write_text(SCENARIO)
+    log = tmp / "server.log"
+    tag = secrets.token_hex(4)
+    schema, prefix = f"gbspeed_{tag}", f"gbspeed-{tag}"
+    stores: list[tuple[str, str]] = [("sqlite", f"sqlite:///{tmp}/speed.sqlite3")]
+    notes = []
+    if _reachable(5432):
+        stores.append(("postgresql", f"{PG}?schema={schema}"))
+    else:
+        notes.append("PostgreSQL not reachable at 127.0.0.1:5432: skipped")
+    if _reachable(6379):
+        stores.append(("redis", f"{REDIS}?prefix={prefix}"))
+    else:
+        notes.append("Redis not reachable at 127.0.0.1:6379: skipped")
+
+    rows, raw = [], {}
+    try:
+        with tqdm(total=len(stores) * 3, desc="server speed", unit="step") as bar:
+            for name, url in stores:
+                for workers in (1, 2):
+                    m = bench_server(scenario, url, workers, args.seconds, args.concurrency, log)
+                    rows.append({"store": name, "workers": workers, **m})
+                    bar.update()
+                if name == "sqlite":
+                    raw[name] = raw_sqlite(tmp / "speed.sqlite3", args.seconds)
+                elif name == "postgresql":
+                    raw[name] = raw_postgres(schema, args.seconds)
+                else:
+                    raw[name] = raw_redis(prefix, args.seconds)
+                bar.update()
+    finally:
+        _cleanup(schema if any(s == "postgresql" for s, _ in stores) else None,
+                 prefix if any(s == "redis" for s, _ in stores) else None)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    table = _table(rows, raw, args, notes)
+    print(table)
+    (RESULTS / "server_speed.md").write_text(table + "\n")
+    (RESULTS / "server_speed.json").write_text(json.dumps(
+        {"rows": rows, "raw": raw, "seconds": args.seconds, "concurrency": args.concurrency,
+         "cpus": os.cpu_count()}, indent=2))
+    print(f"\nwrote {RESULTS / 'server_speed.md'} and server_speed.json")
+    return 0
+
+
+def _table(rows: list[dict], raw: dict[str, str], args: argparse.Namespace,
+           notes: list[str]) -> str:
+    lines = [
+        f"Hot-SKU reserve+pay vs GET /v1/ping on the same server, same run "
+        f"({args.concurrency} keep-alive connections, {args.seconds:g} s each, "
+        f"{os.cpu_count()} CPUs shared by client and server).",
+        "",
+        "| store | workers | reserve+pay /s | p50 ms | p99 ms | ping /s | ping p50 ms "
+        "| ping p99 ms | buy/ping | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        b, p = r["buy"], r["ping"]
+        lines.append(
+            f"| {r['store']} | {r['workers']} | {b['per_s']:,.0f} | {b['p50_ms']:.1f} | "
+            f"{b['p99_ms']:.1f} | {p['per_s']:,.0f} | {p['p50_ms']:.1f} | {p['p99_ms']:.1f} | "
+            f"{b['per_s'] / p['per_s']:.3f} | {b['errors'] + p['errors']} |")
+    lines += ["", "Raw backend limit for the same guarded stock step (no HTTP, no Python "
+              "server):", ""]
+    lines += [f"- {name}: {text}" for name, text in raw.items()]
+    lines += [f"- {n}" for n in notes]
+    return "\n".join(lines)
+
+
+def _cleanup(schema: str | None, prefix: str | None) -> None:
+    if schema:
+        import psycopg
+        with psycopg.connect(PG, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    if prefix:
+        import redis
+        r = redis.Redis.from_url(REDIS)
+        keys = list(r.scan_iter(match=f"{prefix}:*", count=1000))
+        for i in range(0, len(keys), 500):
+            r.delete(*keys[i:i + 500])
+        r.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,312 @@
+-- Lua scripts of the Redis store (reference_server/stores/redis_store.py): one script per state
+-- change, so each change is atomic. Every script but `load` starts with the prelude.
+-- ARGV: 1 key prefix, 2 sale generation the caller priced with ('*' = current), 3 now,
+-- 4 group tier sizes ("2,3"), 5 group failure policy, 6.. the script's own arguments.
+-- Keys: <prefix>:sale (hash, holds `gen`) and <prefix>:<gen>:... for everything of that sale,
+-- so loading a sale switches to fresh keys atomically. Not for Redis Cluster (keys are built
+-- inside the scripts).
+-- Replies: {'ok', ...} (order scripts: {'ok', id, field, value, ...}), {'err', code, message} or {'stale'} (sale reloaded: price again).
+
+-- @prelude
+local P, GEN, NOW = ARGV[1], ARGV[2], ARGV[3]
+local TIERS, POLICY = ARGV[4], ARGV[5]
+local cur = redis.call('HGET', P .. ':sale', 'gen')
+if not cur then return {'err', 'no_sale', 'no sale is loaded (POST /v1/admin/sale)'} end
+if GEN ~= '*' and cur ~= GEN then return {'stale'} end
+local K = P .. ':' .. cur .. ':'
+local function arg(i) return ARGV[5 + i] end
+
+local function add_move(json, kind, q)
+  return string.sub(json, 1, -2) .. ',{"kind":"' .. kind .. '","quantity":' .. q ..
+    ',"at":' .. NOW .. '}]'
+end
+
+local function status_count(from, to)
+  if from then redis.call('HINCRBY', K .. 'counts', 'o:' .. from, -1) end
+  redis.call('HINCRBY', K .. 'counts', 'o:' .. to, 1)
+end
+
+-- Return a reserved order's stock, once: the status check is the guard.
+local function release(oid, status)
+  local ok = K .. 'order:' .. oid
+  local o = redis.call('HMGET', ok, 'status', 'quantity', 'sku_id', 'user_id', 'group_id',
+                       'movements')
+  if o[1] ~= 'reserved' then return 0 end
+  local q = tonumber(o[2])
+  redis.call('HSET', ok, 'status', status, 'closed_at', NOW,
+             'movements', add_move(o[6], 'release', q))
+  local sk = K .. 'sku:' .. o[3]
+  redis.call('HINCRBY', sk, 'reserved', -q)
+  redis.call('HINCRBY', sk, 'available', q)
+  redis.call('HINCRBY', sk, 'released', q)
+  redis.call('HINCRBY', K .. 'units:' .. o[4], o[3], -q)
+  if o[5] ~= '' then redis.call('HINCRBY', K .. 'group:' .. o[5], 'members', -1) end
+  redis.call('ZREM', K .. 'due', oid)
+  status_count('reserved', status)
+  return 1
+end
+
+-- Success reply for an order: its id and its hash (flat field, value list), saving a read.
+local function order_reply(oid)
+  local out = redis.call('HGETALL', K .. 'order:' .. oid)
+  table.insert(out, 1, oid)
+  table.insert(out, 1, 'ok')
+  return out
+end
+
+local function tier_reached(n)
+  local best = nil
+  for s in string.gmatch(TIERS, '%d+') do
+    if n >= tonumber(s) then best = s end
+  end
+  return best
+end
+
+-- Complete or fail an open group (CONTRACT.md, "Group").
+local function close_group(gid)
+  local gk = K .. 'group:' .. gid
+  local g = redis.call('HMGET', gk, 'status', 'paid_members')
+  if g[1] ~= 'open' then return 0 end
+  local ids = redis.call('LRANGE', K .. 'gorders:' .. gid, 0, -1)
+  local tier = tier_reached(tonumber(g[2]))
+  for _, oid in ipairs(ids) do release(oid, 'cancelled') end
+  for _, oid in ipairs(ids) do
+    local ok = K .. 'order:' .. oid
+    local o = redis.call('HMGET', ok, 'status', 'quantity', 'sku_id', 'user_id', 'movements')
+    if o[1] == 'paid' then
+      if tier then
+        redis.call('HSET', ok, 'amount', redis.call('HGET', ok, 'p:' .. tier))
+      elseif POLICY == 'fallback_price' then
+        redis.call('HSET', ok, 'amount', redis.call('HGET', ok, 'p:fallback'))
+      else
+        local q = tonumber(o[2])
+        redis.call('HSET', ok, 'status', 'refunded', 'closed_at', NOW,
+                   'movements', add_move(o[5], 'refund', q))
+        local sk = K .. 'sku:' .. o[3]
+        redis.call('HINCRBY', sk, 'sold', -q)
+        redis.call('HINCRBY', sk, 'available', q)
+        redis.call('HINCRBY', sk, 'refunded', q)
+        redis.call('HINCRBY', K .. 'units:' .. o[4], o[3], -q)
+        status_count('paid', 'refunded')
+      end
+    end
+  end
+  local status = tier and 'completed' or 'failed'
+  redis.call('HSET', gk, 'status', status, 'tier_reached', tier or '', 'closed_at', NOW)
+  redis.call('ZREM', K .. 'gdue', gid)
+  redis.call('HINCRBY', K .. 'counts', 'g:open', -1)
+  redis.call('HINCRBY', K .. 'counts', 'g:' .. status, 1)
+  if tier then redis.call('HINCRBY', K .. 'counts', 'leader_rewards', 1) end
+  return 1
+end
+
+-- @script reserve
+-- 1 user 2 sku 3 quantity 4 idempotency key 5 new order id 6 group to join 7 coupon
+-- 8 per-user limit 9 expires_at 10 amount 11 list amount 12 prices "2:4000,fallback:5000"
+-- 13 movements JSON 14 new group id (open a group) 15 its deadline 16 top size 17 min size
+local user, sku, q, key, oid = arg(1), arg(2), tonumber(arg(3)), arg(4), arg(5)
+local gid, coupon, open_gid = arg(6), arg(7), arg(14)
+local prior = redis.call('GET', K .. 'okey:' .. user .. ':' .. key)
+if prior then return order_reply(prior) end
+local sk = K .. 'sku:' .. sku
+if redis.call('EXISTS', sk) == 0 then return {'err', 'not_found', 'no SKU ' .. sku} end
+if gid ~= '' then
+  local g = redis.call('HMGET', K .. 'group:' .. gid, 'status', 'sku_id', 'deadline', 'members',
+                       'top_size')
+  if not g[1] then return {'err', 'not_found', 'no group ' .. gid} end
+  if g[2] ~= sku then return {'err', 'invalid', 'sku_id: group ' .. gid .. ' buys ' .. g[2]} end
+  if g[1] ~= 'open' or tonumber(g[3]) <= tonumber(NOW) then
+    return {'err', 'group_closed', 'group ' .. gid .. ' is ' .. g[1] .. ' or past its deadline'}
+  end
+  if tonumber(g[4]) >= tonumber(g[5]) then
+    return {'err', 'group_full', 'group ' .. gid .. ' has ' .. g[5] .. ' members'}
+  end
+end
+if tonumber(redis.call('HGET', sk, 'available')) < q then
+  return {'err', 'sold_out', sku .. ': not enough stock for ' .. q}
+end
+local uk = K .. 'units:' .. user
+if tonumber(redis.call('HGET', uk, sku) or '0') + q > tonumber(arg(8)) then
+  return {'err', 'limit_reached', sku .. ': at most ' .. arg(8) ..
+          ' unit(s) per user, reserved and paid together'}
+end
+if coupon ~= '' then
+  local claim = redis.call('LPOP', K .. 'unused:' .. user .. ':' .. coupon)
+  if not claim then
+    return {'err', 'coupon_unavailable', 'no unused ' .. coupon .. ' coupon claimed by ' .. user}
+  end
+  redis.call('HSET', K .. 'claim:' .. claim, 'order_id', oid)
+end
+if open_gid ~= '' then
+  gid = open_gid
+  local gseq = redis.call('INCR', K .. 'seq')
+  redis.call('HSET', K .. 'group:' .. gid, 'group_id', gid, 'sku_id', sku, 'leader_id', user,
+             'status', 'open', 'deadline', arg(15), 'members', 0, 'paid_members', 0,
+             'top_size', arg(16), 'min_size', arg(17), 'tier_reached', '', 'closed_at', '',
+             'seq', gseq)
+  redis.call('ZADD', K .. 'groups', gseq, gid)
+  redis.call('ZADD', K .. 'gdue', arg(15), gid)
+  redis.call('HINCRBY', K .. 'counts', 'g:open', 1)
+end
+local seq = redis.call('INCR', K .. 'seq')
+local ok = K .. 'order:' .. oid
+redis.call('HSET', ok, 'order_id', oid, 'user_id', user, 'sku_id', sku, 'quantity', q,
+           'status', 'reserved', 'group_id', gid, 'coupon_id', coupon, 'idempotency_key', key,
+           'amount', arg(10), 'list_amount', arg(11), 'gift', 0, 'created_at', NOW,
+           'expires_at', arg(9), 'paid_at', '', 'closed_at', '', 'movements', arg(13), 'seq', seq)
+for name, val in string.gmatch(arg(12), '([%w_]+):(%d+)') do
+  redis.call('HSET', ok, 'p:' .. name, val)
+end
+redis.call('ZADD', K .. 'orders', seq, oid)
+redis.call('ZADD', K .. 'due', arg(9), oid)
+redis.call('SET', K .. 'okey:' .. user .. ':' .. key, oid)
+redis.call('HINCRBY', sk, 'available', -q)
+redis.call('HINCRBY', sk, 'reserved', q)
+redis.call('HINCRBY', uk, sku, q)
+if gid ~= '' then
+  redis.call('HINCRBY', K .. 'group:' .. gid, 'members', 1)
+  redis.call('RPUSH', K .. 'gorders:' .. gid, oid)
+end
+status_count(nil, 'reserved')
+return order_reply(oid)
+
+-- @script pay
+-- 1 order id 2 user ('' = anyone) 3 gift for paid orders numbered up to this
+local oid = arg(1)
+local ok = K .. 'order:' .. oid
+local o = redis.call('HMGET', ok, 'status', 'user_id', 'quantity', 'sku_id', 'group_id',
+                     'expires_at')
+if not o[1] then return {'err', 'not_found', 'no order ' .. oid} end
+if arg(2) ~= '' and o[2] ~= arg(2) then
+  return {'err', 'forbidden', 'this order belongs to another user'}
+end
+if o[1] == 'paid' then return order_reply(oid) end
+if o[1] ~= 'reserved' then return {'err', 'order_closed', 'order ' .. oid .. ' is ' .. o[1]} end
+if tonumber(o[6]) <= tonumber(NOW) then
+  release(oid, 'expired')
+  return {'err', 'order_closed', 'order ' .. oid .. ' expired unpaid'}
+end
+local q = tonumber(o[3])
+redis.call('HSET', ok, 'status', 'paid', 'paid_at', NOW)
+redis.call('ZREM', K .. 'due', oid)
+local sk = K .. 'sku:' .. o[4]
+redis.call('HINCRBY', sk, 'reserved', -q)
+redis.call('HINCRBY', sk, 'sold', q)
+local seq = redis.call('HINCRBY', K .. 'counts', 'paid_seq', 1)
+if seq <= tonumber(arg(3)) then redis.call('HSET', ok, 'gift', 1) end
+status_count('reserved', 'paid')
+if o[5] ~= '' then
+  local gk = K .. 'group:' .. o[5]
+  local paid = redis.call('HINCRBY', gk, 'paid_members', 1)
+  if paid >= tonumber(redis.call('HGET', gk, 'top_size')) then close_group(o[5]) end
+end
+return order_reply(oid)
+
+-- @script cancel
+-- 1 order id 2 user
+local oid = arg(1)
+local o = redis.call('HMGET', K .. 'order:' .. oid, 'status', 'user_id', 'expires_at')
+if not o[1] then return {'err', 'not_found', 'no order ' .. oid} end
+if arg(2) ~= '' and o[2] ~= arg(2) then
+  return {'err', 'forbidden', 'this order belongs to another user'}
+end
+if o[1] == 'cancelled' then return order_reply(oid) end
+if o[1] == 'paid' then
+  return {'err', 'order_closed', 'order ' .. oid .. ' is paid; paid orders cannot be cancelled'}
+end
+if o[1] ~= 'reserved' then return {'err', 'order_closed', 'order ' .. oid .. ' is ' .. o[1]} end
+if tonumber(o[3]) <= tonumber(NOW) then
+  release(oid, 'expired')
+  return {'err', 'order_closed', 'order ' .. oid .. ' expired unpaid'}
+end
+release(oid, 'cancelled')
+return order_reply(oid)
+
+-- @script expire
+-- every due order and group (at most 1 argument: batch size); returns counts done
+local n = tonumber(arg(1))
+local orders = redis.call('ZRANGEBYSCORE', K .. 'due', '-inf', NOW, 'LIMIT', 0, n)
+local expired, closed = 0, 0
+for _, oid in ipairs(orders) do expired = expired + release(oid, 'expired') end
+local groups = redis.call('ZRANGEBYSCORE', K .. 'gdue', '-inf', NOW, 'LIMIT', 0, n)
+for _, gid in ipairs(groups) do closed = closed + close_group(gid) end
+return {'ok', tostring(expired), tostring(closed)}
+
+-- @script claim
+-- 1 coupon 2 user 3 idempotency key 4 new claim id
+local coupon, user, key, cid = arg(1), arg(2), arg(3), arg(4)
+local prior = redis.call('GET', K .. 'ckey:' .. user .. ':' .. key)
+if prior then return {'ok', prior} end
+local ck = K .. 'coupon:' .. coupon
+local c = redis.call('HMGET', ck, 'pool', 'issued', 'per_user')
+if not c[1] then return {'err', 'not_found', 'no coupon ' .. coupon} end
+if tonumber(c[2]) >= tonumber(c[1]) then
+  return {'err', 'coupon_exhausted', 'the ' .. coupon .. ' pool is empty'}
+end
+local cu = K .. 'cu:' .. coupon
+if tonumber(redis.call('HGET', cu, user) or '0') >= tonumber(c[3]) then
+  return {'err', 'limit_reached', coupon .. ': at most ' .. c[3] .. ' per user'}
+end
+redis.call('HINCRBY', ck, 'issued', 1)
+redis.call('HINCRBY', cu, user, 1)
+local seq = redis.call('INCR', K .. 'seq')
+redis.call('HSET', K .. 'claim:' .. cid, 'claim_id', cid, 'coupon_id', coupon, 'user_id', user,
+           'claimed_at', NOW, 'order_id', '', 'seq', seq)
+redis.call('ZADD', K .. 'claims', seq, cid)
+redis.call('RPUSH', K .. 'unused:' .. user .. ':' .. coupon, cid)
+redis.call('SET', K .. 'ckey:' .. user .. ':' .. key, cid)
+return {'ok', cid}
+
+-- @script idem_begin
+-- 1 user 2 key 3 request fingerprint 4 stale after (seconds)
+local ik = K .. 'idem:' .. arg(1) .. ':' .. arg(2)
+local r = redis.call('HMGET', ik, 'fingerprint', 'state', 'status', 'body', 'started_at')
+if not r[1] then
+  redis.call('HSET', ik, 'fingerprint', arg(3), 'state', 'in_flight', 'started_at', NOW)
+  return {'ok', 'new'}
+end
+if r[1] ~= arg(3) then return {'ok', 'mismatch'} end
+if r[2] == 'done' then return {'ok', 'replay', r[3], r[4]} end
+if tonumber(r[5]) < tonumber(NOW) - tonumber(arg(4)) then
+  redis.call('HSET', ik, 'started_at', NOW)
+  return {'ok', 'new'}
+end
+return {'ok', 'in_flight'}
+
+-- @script idem_finish
+-- 1 user 2 key 3 status 4 body
+local ik = K .. 'idem:' .. arg(1) .. ':' .. arg(2)
+if redis.call('EXISTS', ik) == 1 then
+  redis.call('HSET', ik, 'state', 'done', 'status', arg(3), 'body', arg(4))
+end
+return {'ok'}
+
+-- @script idem_abort
+-- 1 user 2 key
+local ik = K .. 'idem:' .. arg(1) .. ':' .. arg(2)
+if redis.call('HGET', ik, 'state') == 'in_flight' then redis.call('DEL', ik) end
+return {'ok'}
+
+-- @load
+-- ARGV: 1 prefix 2 only if absent ('1') 3 fingerprint 4 campaign JSON 5 start
+-- 6 payment timeout 7 group window 8 number of SKUs, then (id, stock) per SKU,
+-- then (id, pool, per_user) per coupon. Returns the new generation, or 0 if kept.
+local P = ARGV[1]
+local sale = P .. ':sale'
+if ARGV[2] == '1' and redis.call('HGET', sale, 'fingerprint') == ARGV[3] then return 0 end
+local gen = redis.call('HINCRBY', sale, 'gen', 1)
+redis.call('HSET', sale, 'fingerprint', ARGV[3], 'campaign', ARGV[4], 'start', ARGV[5],
+           'payment_timeout', ARGV[6], 'group_window', ARGV[7])
+local K = P .. ':' .. gen .. ':'
+local i = 9
+for _ = 1, tonumber(ARGV[8]) do
+  redis.call('HSET', K .. 'sku:' .. ARGV[i], 'initial', ARGV[i + 1], 'available', ARGV[i + 1],
+             'reserved', 0, 'sold', 0, 'released', 0, 'refunded', 0)
+  i = i + 2
+end
+while i <= #ARGV do
+  redis.call('HSET', K .. 'coupon:' .. ARGV[i], 'pool', ARGV[i + 1], 'issued', 0,
+             'per_user', ARGV[i + 2])
+  i = i + 3
+end
+return gen

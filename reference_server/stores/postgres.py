@@ -1,0 +1,128 @@
+"""`postgresql://user@host:port/db[?schema=name]` — the production SQL store (psycopg 3).
+
+The transaction bodies are the ones SQLite runs (`stores/sql.py`): guarded `UPDATE … WHERE
+available >= q`, `SELECT … FOR UPDATE` on groups, orders and claims, unique constraints and
+CHECKs as the backstop. They run on a psycopg connection pool from a small thread pool, so the
+event loop never waits on a lock. Deadlocks and serialisation failures are retried. With
+`synchronous_commit = on` (PostgreSQL's default) a committed — acknowledged — order survives a
+crash."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from reference_server.errors import ApiError, StoreUnavailable
+from reference_server.stores.sql import SCHEMA, Deferred, SqlStore
+
+T = TypeVar("T")
+POOL_SIZE = 6
+RETRIES = 5
+SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def split_schema(url: str) -> tuple[str, str]:
+    """The connection URL without `schema=`, and the schema (default `groupbuy`)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query)
+    schema = next((v for k, v in query if k == "schema"), "groupbuy")
+    if not SCHEMA_NAME.match(schema):
+        raise ValueError(f"{url}: schema must be a lower-case SQL identifier")
+    rest = urlencode([(k, v) for k, v in query if k != "schema"])
+    return urlunsplit(parts._replace(scheme="postgresql", query=rest)), schema
+
+
+@lru_cache(maxsize=512)
+def _pg_sql(sql: str) -> str:
+    return sql.replace("?", "%s")
+
+
+class _PgTx:
+    lock = " FOR UPDATE"
+
+    def __init__(self, conn: psycopg.Connection, schema: str) -> None:
+        self.conn = conn
+        self.exclusive = f"SELECT pg_advisory_xact_lock({zlib.crc32(schema.encode())})"
+
+    def one(self, sql: str, *params: Any) -> dict[str, Any] | None:
+        return self.conn.execute(_pg_sql(sql), params).fetchone()  # type: ignore[return-value]
+
+    def all(self, sql: str, *params: Any) -> list[dict[str, Any]]:
+        return self.conn.execute(_pg_sql(sql), params).fetchall()  # type: ignore[return-value]
+
+    def run(self, sql: str, *params: Any) -> int:
+        return self.conn.execute(_pg_sql(sql), params).rowcount
+
+
+class PostgresStore(SqlStore):
+    scheme = "postgresql"
+
+    def __init__(self, url: str) -> None:
+        self.conninfo, self.schema = split_schema(url)
+        self._threads = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="pg")
+        self._pool: ConnectionPool | None = None
+
+    async def open(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._threads, self._open)
+
+    def _open(self) -> None:
+        try:
+            with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=10) as conn:
+                conn.execute(f"SELECT pg_advisory_lock({zlib.crc32(self.schema.encode())})")
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+                conn.execute(f"SET search_path TO {self.schema}")
+                with conn.transaction():
+                    for stmt in SCHEMA.format(serial="BIGSERIAL PRIMARY KEY").split(";"):
+                        if stmt.strip():
+                            conn.execute(stmt)
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"PostgreSQL: {exc}".strip()) from exc
+        self._pool = ConnectionPool(
+            self.conninfo, min_size=1, max_size=POOL_SIZE, open=False, timeout=10,
+            kwargs={"autocommit": True, "row_factory": dict_row,
+                    "options": f"-c search_path={self.schema}"})
+        self._pool.open(wait=True, timeout=10)
+
+    async def close(self) -> None:
+        pool = self._pool
+        if pool is not None:
+            await asyncio.get_running_loop().run_in_executor(self._threads, pool.close)
+            self._pool = None
+        self._threads.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._threads, self._transact, fn, args)
+
+    def _transact(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        if self._pool is None:
+            raise StoreUnavailable("the PostgreSQL store is closed")
+        for attempt in range(RETRIES):
+            try:
+                with self._pool.connection() as conn:
+                    deferred: ApiError | None = None
+                    with conn.transaction():
+                        try:
+                            out = fn(_PgTx(conn, self.schema), *args)
+                        except Deferred as d:
+                            deferred = d.error
+                    if deferred is not None:
+                        raise deferred
+                    return out
+            except (pgerrors.DeadlockDetected, pgerrors.SerializationFailure):
+                if attempt == RETRIES - 1:
+                    raise StoreUnavailable("PostgreSQL: repeated deadlocks") from None
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
+        raise AssertionError("unreachable")

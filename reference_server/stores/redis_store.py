@@ -1,0 +1,398 @@
+"""`redis://host:port/db[?prefix=name]` — every state change is one Lua script (atomic).
+
+Scripts live in `reference_server/redis_scripts.lua`; redis-py loads them with SCRIPT LOAD and
+calls them with EVALSHA. Prices come from `campaign.pricing` in Python and are passed in; a
+script refuses (`stale`) when the sale was reloaded in between, and the call is priced again.
+
+Durability: an acknowledged order survives a Redis restart only with `appendonly yes` and
+`appendfsync always`. The Redis on the development machine runs without persistence, which is
+fine for tests but not for production."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import re
+from importlib import resources
+from typing import Any, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis import exceptions as rexc
+
+from reference_server.domain import Sale, movement, new_id, quote, sale_from_record
+from reference_server.errors import ApiError, StoreUnavailable
+from reference_server.stores.base import (
+    IDEMPOTENCY_STALE_SECONDS,
+    IdemBegin,
+    ReserveRequest,
+    SaleRecord,
+    Store,
+)
+
+PREFIX = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+EXPIRY_BATCH = 500
+STALE_RETRIES = 5
+BACKEND_ERRORS = (rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError)
+
+
+def split_prefix(url: str) -> tuple[str, str]:
+    """The connection URL without `prefix=`, and the key prefix (default `groupbuy`)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query)
+    prefix = next((v for k, v in query if k == "prefix"), "groupbuy")
+    if not PREFIX.match(prefix):
+        raise ValueError(f"{url}: prefix must be 1-64 letters, digits, _ . -")
+    rest = urlencode([(k, v) for k, v in query if k != "prefix"])
+    return urlunsplit(parts._replace(query=rest)), prefix
+
+
+def _scripts() -> tuple[dict[str, str], str]:
+    text = resources.files("reference_server").joinpath("redis_scripts.lua").read_text()
+    chunks = re.split(r"^-- @(\w+)(?: (\w+))?$", text, flags=re.M)
+    prelude, load, bodies = "", "", {}
+    for i in range(1, len(chunks), 3):
+        kind, name, body = chunks[i], chunks[i + 1], chunks[i + 2]
+        if kind == "prelude":
+            prelude = body
+        elif kind == "load":
+            load = body
+        else:
+            bodies[name] = body
+    return {name: prelude + body for name, body in bodies.items()}, load
+
+
+class _Stale(Exception):
+    """The sale was reloaded while the call was being priced."""
+
+
+def _num(value: float) -> str:
+    return repr(float(value))
+
+
+class RedisStore(Store):
+    scheme = "redis"
+
+    def __init__(self, url: str) -> None:
+        self.url, self.prefix = split_prefix(url)
+        self._r: aioredis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+        self._cached: tuple[tuple, Sale] | None = None
+
+    @property
+    def r(self) -> aioredis.Redis:
+        if self._r is None:
+            raise StoreUnavailable("the Redis store is closed")
+        return self._r
+
+    async def open(self) -> None:
+        self._r = aioredis.Redis.from_url(self.url, decode_responses=True)
+        bodies, load = _scripts()
+        self._scripts = {n: self._r.register_script(src) for n, src in bodies.items()}
+        self._scripts["load"] = self._r.register_script(load)
+        try:
+            await self._r.ping()
+        except BACKEND_ERRORS as exc:
+            raise StoreUnavailable(f"Redis: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._r is not None:
+            await self._r.aclose()
+            self._r = None
+
+    # -- helpers ----------------------------------------------------------------------------
+    async def _sale_gen(self) -> tuple[Sale | None, str | None]:
+        """The current sale and its generation; the campaign JSON is re-read only when the
+        sale's identity (generation, fingerprint, timing) changed."""
+        key = f"{self.prefix}:sale"
+        try:
+            ident = tuple(await self.r.hmget(key, "gen", "fingerprint", "start",
+                                             "payment_timeout", "group_window"))
+            if ident[0] is None or ident[1] is None:
+                return None, None
+            if self._cached is not None and self._cached[0] == ident:
+                return self._cached[1], ident[0]
+            campaign = await self.r.hget(key, "campaign")
+        except BACKEND_ERRORS as exc:
+            raise StoreUnavailable(f"Redis: {exc}") from exc
+        if campaign is None:
+            return None, None
+        sale = sale_from_record(campaign, float(ident[2]), float(ident[3]), float(ident[4]))
+        self._cached = (ident, sale)
+        return sale, ident[0]
+
+    async def _need_sale(self) -> tuple[Sale, str]:
+        sale, gen = await self._sale_gen()
+        if sale is None or gen is None:
+            raise ApiError("no_sale", "no sale is loaded (POST /v1/admin/sale)")
+        return sale, gen
+
+    async def _eval(self, name: str, gen: str, now: float, sale: Sale | None,
+                    *args: Any) -> list[str]:
+        groups = sale.rules.groups if sale is not None else None
+        tiers = ",".join(str(t.size) for t in groups.tiers) if groups else ""
+        policy = groups.failure_policy if groups else ""
+        argv = [self.prefix, gen, _num(now), tiers, policy, *[str(a) for a in args]]
+        try:
+            out = await self._scripts[name](keys=[], args=argv)
+        except BACKEND_ERRORS as exc:
+            raise StoreUnavailable(f"Redis: {exc}") from exc
+        if out[0] == "stale":
+            raise _Stale()
+        if out[0] == "err":
+            raise ApiError(out[1], out[2])
+        return list(out[1:])
+
+    async def _priced(self, name: str, now: float, build: Any) -> list[str]:
+        """Call a script with arguments priced from the current sale, again if it changed."""
+        for _ in range(STALE_RETRIES):
+            sale, gen = await self._need_sale()
+            try:
+                return await self._eval(name, gen, now, sale, *build(sale))
+            except _Stale:
+                continue
+        raise StoreUnavailable("the sale kept changing while pricing an order")
+
+    async def _current(self, name: str, now: float, *args: Any) -> list[str]:
+        sale, _ = await self._sale_gen()
+        return await self._eval(name, "*", now, sale, *args)
+
+    def _k(self, gen: str, rest: str) -> str:
+        return f"{self.prefix}:{gen}:{rest}"
+
+    # -- set-up -----------------------------------------------------------------------------
+    async def secret(self, proposed: str) -> str:
+        key = f"{self.prefix}:secret"
+        try:
+            await self.r.set(key, proposed, nx=True)
+            return str(await self.r.get(key))
+        except BACKEND_ERRORS as exc:
+            raise StoreUnavailable(f"Redis: {exc}") from exc
+
+    async def load_sale(self, record: SaleRecord, if_absent: bool) -> bool:
+        sale = sale_from_record(record.campaign_json, record.start, record.payment_timeout,
+                                record.group_window)
+        _, old_gen = await self._sale_gen()
+        args: list[Any] = [self.prefix, "1" if if_absent else "0", sale.fingerprint,
+                           record.campaign_json, _num(record.start),
+                           _num(record.payment_timeout), _num(record.group_window),
+                           len(sale.rules.skus)]
+        for s in sale.rules.skus:
+            args += [s.id, s.stock]
+        for c in sale.rules.coupons:
+            args += [c.id, c.pool, c.per_user]
+        try:
+            gen = await self._scripts["load"](keys=[], args=[str(a) for a in args])
+            if gen and old_gen is not None:
+                await self._drop_generation(old_gen)
+        except BACKEND_ERRORS as exc:
+            raise StoreUnavailable(f"Redis: {exc}") from exc
+        return bool(gen)
+
+    async def _drop_generation(self, gen: str) -> None:
+        batch: list[str] = []
+        async for key in self.r.scan_iter(match=self._k(gen, "*"), count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                await self.r.unlink(*batch)
+                batch = []
+        if batch:
+            await self.r.unlink(*batch)
+
+    async def reset(self) -> None:
+        h = await self.r.hgetall(f"{self.prefix}:sale")
+        if "campaign" not in h:
+            raise ApiError("no_sale", "no sale is loaded (POST /v1/admin/sale)")
+        await self.load_sale(SaleRecord(h["campaign"], float(h["start"]),
+                                        float(h["payment_timeout"]), float(h["group_window"])),
+                             if_absent=False)
+
+    async def sale(self) -> Sale | None:
+        return (await self._sale_gen())[0]
+
+    async def skus(self) -> dict[str, dict[str, int]]:
+        sale, gen = await self._sale_gen()
+        if sale is None or gen is None:
+            return {}
+        ids = sorted(s.id for s in sale.rules.skus)
+        async with self.r.pipeline(transaction=True) as pipe:
+            for sku_id in ids:
+                pipe.hgetall(self._k(gen, f"sku:{sku_id}"))
+            rows = await self._exec(pipe)
+        return {i: {k: int(v) for k, v in row.items()} for i, row in zip(ids, rows, strict=True)
+                if row}
+
+    async def _exec(self, pipe: Any) -> list[Any]:
+        try:
+            return await pipe.execute()
+        except BACKEND_ERRORS as exc:
+            raise StoreUnavailable(f"Redis: {exc}") from exc
+
+    # -- state changes ----------------------------------------------------------------------
+    def _reserve_args(self, sale: Sale, req: ReserveRequest, now: float, order_id: str,
+                      open_group: str) -> list[Any]:
+        sku = sale.sku(req.sku_id)
+        coupon = sale.coupon(req.coupon_id) if req.coupon_id else None
+        if req.quantity > sale.rules.per_user_limit:
+            raise ApiError("invalid", f"quantity: at most {sale.rules.per_user_limit} per user")
+        in_group = bool(open_group or req.group_id)
+        qt = quote(sale, sku, req.quantity, coupon, now, in_group=in_group)
+        prices = ",".join(f"{k}:{v}" for k, v in qt.by_outcome.items())
+        groups = sale.rules.groups
+        return [req.user_id, sku.id, req.quantity, req.idempotency_key, order_id,
+                req.group_id or "", req.coupon_id or "", sale.rules.per_user_limit,
+                _num(now + sale.payment_timeout), qt.amount, qt.list_amount, prices,
+                json.dumps([movement("reserve", req.quantity, now)]), open_group,
+                _num(now + sale.group_window), groups.top_size if groups else 0,
+                groups.min_size if groups else 0]
+
+    async def reserve(self, req: ReserveRequest, now: float) -> dict[str, Any]:
+        oid = new_id("o")
+        out = await self._priced("reserve", now,
+                                 lambda sale: self._reserve_args(sale, req, now, oid, ""))
+        return _order_row(out)
+
+    async def open_group(self, req: ReserveRequest, now: float) -> tuple[dict, dict]:
+        oid, gid = new_id("o"), new_id("g")
+
+        def build(sale: Sale) -> list[Any]:
+            if sale.rules.groups is None:
+                raise ApiError("invalid", "this sale has no group buying")
+            return self._reserve_args(sale, req, now, oid, gid)
+        order = _order_row(await self._priced("reserve", now, build))
+        found = await self.group(order["group_id"])
+        assert found is not None
+        return found[0], order
+
+    async def pay(self, order_id: str, user_id: str | None, now: float) -> dict[str, Any]:
+        def build(sale: Sale) -> list[Any]:
+            gift = sale.rules.first_orders_gift
+            return [order_id, user_id or "", gift.count if gift else 0]
+        return _order_row(await self._priced("pay", now, build))
+
+    async def cancel(self, order_id: str, user_id: str | None, now: float) -> dict[str, Any]:
+        return _order_row(await self._current("cancel", now, order_id, user_id or ""))
+
+    async def claim_coupon(self, coupon_id: str, user_id: str, key: str,
+                           now: float) -> dict[str, Any]:
+        out = await self._current("claim", now, coupon_id, user_id, key, new_id("c"))
+        _, gen = await self._need_sale()
+        row = await self.r.hgetall(self._k(gen, f"claim:{out[0]}"))
+        return _claim_row(row)
+
+    async def expire_due(self, now: float) -> tuple[int, int]:
+        sale, gen = await self._sale_gen()
+        if sale is None or gen is None:
+            return 0, 0
+        try:
+            out = await self._eval("expire", gen, now, sale, EXPIRY_BATCH)
+        except _Stale:
+            return 0, 0
+        return int(out[0]), int(out[1])
+
+    # -- reads ------------------------------------------------------------------------------
+    async def order(self, order_id: str) -> dict[str, Any] | None:
+        _, gen = await self._sale_gen()
+        if gen is None:
+            return None
+        row = await self.r.hgetall(self._k(gen, f"order:{order_id}"))
+        return row or None
+
+    async def group(self, group_id: str) -> tuple[dict[str, Any], list[str]] | None:
+        _, gen = await self._sale_gen()
+        if gen is None:
+            return None
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self._k(gen, f"group:{group_id}"))
+            pipe.lrange(self._k(gen, f"gorders:{group_id}"), 0, -1)
+            row, ids = await self._exec(pipe)
+        return (row, list(ids)) if row else None
+
+    async def ledger_counts(self) -> dict[str, Any]:
+        sale, gen = await self._need_sale()
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self._k(gen, "counts"))
+            for c in sale.rules.coupons:
+                pipe.hgetall(self._k(gen, f"coupon:{c.id}"))
+            counts, *coupons = await self._exec(pipe)
+        n = {k: int(v) for k, v in counts.items()}
+        return {
+            "coupons": {c.id: {k: int(row[k]) for k in ("pool", "issued", "per_user")}
+                        for c, row in zip(sale.rules.coupons, coupons, strict=True)},
+            "groups": {s: n.get(f"g:{s}", 0) for s in ("open", "completed", "failed")}
+            | {"leader_rewards": n.get("leader_rewards", 0)},
+            "orders": {s: n.get(f"o:{s}", 0)
+                       for s in ("reserved", "paid", "cancelled", "expired", "refunded")},
+        }
+
+    async def export(self, kind: Literal["orders", "groups", "claims"], after: int,
+                     limit: int) -> tuple[list[dict[str, Any]], int | None]:
+        _, gen = await self._sale_gen()
+        if gen is None:
+            return [], None
+        single = {"orders": "order", "groups": "group", "claims": "claim"}[kind]
+        ids = await self.r.zrangebyscore(self._k(gen, kind), f"({after}", "+inf",
+                                         start=0, num=limit + 1)
+        more = len(ids) > limit
+        ids = ids[:limit]
+        async with self.r.pipeline(transaction=False) as pipe:
+            for i in ids:
+                pipe.hgetall(self._k(gen, f"{single}:{i}"))
+                if kind == "groups":
+                    pipe.lrange(self._k(gen, f"gorders:{i}"), 0, -1)
+            res = await self._exec(pipe)
+        if kind == "groups":
+            rows = [dict(res[j], order_ids=list(res[j + 1])) for j in range(0, len(res), 2)]
+        elif kind == "claims":
+            rows = [_claim_row(r) | {"seq": r["seq"]} for r in res]
+        else:
+            rows = list(res)
+        return rows, (int(rows[-1]["seq"]) if more else None)
+
+    # -- idempotency ------------------------------------------------------------------------
+    async def idem_begin(self, user_id: str, key: str, fingerprint: str,
+                         now: float) -> IdemBegin:
+        out = await self._current("idem_begin", now, user_id, key, fingerprint,
+                                  IDEMPOTENCY_STALE_SECONDS)
+        if out[0] == "replay":
+            return IdemBegin("replay", int(out[1]), out[2])
+        return IdemBegin(out[0])  # type: ignore[arg-type]
+
+    async def idem_finish(self, user_id: str, key: str, status: int, body: str) -> None:
+        await self._current("idem_finish", 0.0, user_id, key, status, body)
+
+    async def idem_abort(self, user_id: str, key: str) -> None:
+        await self._current("idem_abort", 0.0, user_id, key)
+
+
+def _order_row(reply: list[str]) -> dict[str, Any]:
+    """The order hash an order script returned after its id."""
+    return dict(zip(reply[1::2], reply[2::2], strict=True))
+
+
+def _claim_row(row: dict[str, str]) -> dict[str, Any]:
+    return {"claim_id": row["claim_id"], "coupon_id": row["coupon_id"],
+            "user_id": row["user_id"], "claimed_at": float(row["claimed_at"]),
+            "order_id": row.get("order_id") or None}
+
+
+def _backend_errors_as_unavailable(cls: type) -> type:
+    """Wrap every public coroutine so a Redis outage is a 503, never a 500."""
+    for name, fn in list(vars(cls).items()):
+        if name.startswith("_") or not inspect.iscoroutinefunction(fn):
+            continue
+
+        def wrap(f: Any) -> Any:
+            @functools.wraps(f)
+            async def guarded(*args: Any, **kw: Any) -> Any:
+                try:
+                    return await f(*args, **kw)
+                except BACKEND_ERRORS as exc:
+                    raise StoreUnavailable(f"Redis: {exc}") from exc
+            return guarded
+        setattr(cls, name, wrap(fn))
+    return cls
+
+
+_backend_errors_as_unavailable(RedisStore)

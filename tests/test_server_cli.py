@@ -1,0 +1,33 @@
+"""`groupbuy serve` refuses bad input in one line with exit code 2, before starting uvicorn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_server_helpers import free_port
+
+from groupbuy.cli import main
+
+SCENARIO = str(Path(__file__).resolve().parents[1] / "scenarios" / "default.toml")
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["serve", SCENARIO.replace("default", "missing")], "file not found"),
+    (["serve", SCENARIO, "--store", "mysql://x"], "unknown store"),
+    (["serve", SCENARIO, "--store", "sqlite:///"], "sqlite:///relative/path"),
+    (["serve", SCENARIO, "--store", "redis://127.0.0.1:6379/0?prefix=bad prefix"], "prefix"),
+    (["serve", SCENARIO, "--store", "postgresql://x@127.0.0.1/db?schema=Bad-Name"], "schema"),
+    (["serve", SCENARIO, "--workers", "0"], "--workers"),
+])
+def test_usage_errors(argv: list[str], says: str, capsys) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_unreachable_backend_is_one_line(capsys) -> None:
+    url = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
+    assert main(["serve", SCENARIO, "--store", url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("groupbuy serve: --store: cannot open") and len(err.splitlines()) == 1
