@@ -9,6 +9,20 @@ from pydantic import Field, model_validator
 from campaign.base import Section
 from campaign.errors import at
 
+BEHAVIOURS: dict[str, str] = {
+    "browse": "list the SKUs and look at one; changes nothing",
+    "ping": "one GET /v1/ping, which touches no store (load-generator benchmarks)",
+    "buy": "reserve one unit, then pay",
+    "abandon": "reserve and never pay: the reservation expires",
+    "cancel": "reserve, then cancel",
+    "group": "open a group (leader) or join an open one, then pay (some never pay)",
+    "coupon": "claim a coupon, reserve with it, then pay",
+    "retry": "reserve, then send the same request again with the same idempotency key",
+    "timeout": "reserve with a client timeout too short for an answer (outcome unknown), then "
+               "retry with the same idempotency key",
+}
+"""The shopper journeys a load test can mix; `[load].mix` weights them."""
+
 
 class LoadPhase(Section):
     """An explicit stretch of the open-workload schedule: `rate` arrivals per second."""
@@ -28,20 +42,44 @@ class Load(Section):
     duration_seconds: float = Field(default=60, gt=0, le=24 * 3600)
     peak_rate: float = Field(default=50, gt=0, le=1_000_000, description="arrivals per second "
                              "at the simulated curve's peak (arrivals = 'simulation')")
+    arrival_process: Literal["uniform", "poisson"] = Field(
+        default="uniform", description="'uniform': evenly spaced arrivals that follow the rate "
+        "exactly; 'poisson': random (exponential) gaps with the same mean rate")
     mix: dict[str, float] = Field(default_factory=lambda: {"buy": 1.0}, description=(
         "behaviour -> weight"))
     request_timeout_seconds: float = Field(default=5, gt=0, le=300)
+    payment_timeout_seconds: float = Field(default=4, gt=0, le=24 * 3600, description=(
+        "the sale's payment timeout during the test, short so reservations expire in the run"))
+    group_window_seconds: float = Field(default=8, gt=0, le=24 * 3600, description=(
+        "the sale's group window during the test, short so some groups fail in the run"))
+    users: int = Field(default=0, ge=0, le=10_000, description="distinct shopper ids the test "
+                       "uses (0: about one per two expected arrivals, so some shoppers return)")
+    late_tolerance_seconds: float = Field(default=0.5, gt=0, le=60, description="an arrival "
+                                          "starting later than this after its intended time "
+                                          "counts as late")
+    max_in_flight: int = Field(default=2000, ge=1, le=100_000, description="journeys in "
+                               "progress per load process; arrivals beyond it are dropped")
 
     @model_validator(mode="after")
     def _consistent(self) -> Load:
         if self.arrivals == "phases" and not self.phases:
             raise ValueError(at("phases", reason="arrivals = 'phases' needs at least one phase"))
         for name, weight in self.mix.items():
+            if name not in BEHAVIOURS:
+                raise ValueError(at("mix", name, reason="unknown behaviour; behaviours are "
+                                    f"{sorted(BEHAVIOURS)}"))
             if weight < 0:
                 raise ValueError(at("mix", name, reason="must be >= 0"))
-        if self.mix and sum(self.mix.values()) <= 0:
+        if not self.mix or sum(self.mix.values()) <= 0:
             raise ValueError(at("mix", reason="weights must not all be zero"))
         return self
+
+    @property
+    def planned_seconds(self) -> float:
+        """How long the arrival schedule lasts: the phases' total, else duration_seconds."""
+        if self.arrivals == "phases":
+            return sum(p.seconds for p in self.phases)
+        return self.duration_seconds
 
 
 class Checks(Section):
@@ -49,6 +87,8 @@ class Checks(Section):
 
     max_error_rate: float | None = Field(default=None, ge=0, le=1, description="share of "
                                          "requests answered with 5xx or not at all")
-    p95_ms: float | None = Field(default=None, gt=0)
-    p99_ms: float | None = Field(default=None, gt=0)
+    p95_ms: float | None = Field(default=None, gt=0, description="95th percentile latency, "
+                                 "measured from each request's intended start")
+    p99_ms: float | None = Field(default=None, gt=0, description="99th percentile latency, "
+                                 "measured from each request's intended start")
     min_throughput: float | None = Field(default=None, gt=0, description="requests per second")

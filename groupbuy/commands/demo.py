@@ -1,0 +1,59 @@
+"""`groupbuy demo [SCENARIO]`: the main job. Simulate the scenario, serve it on SQLite,
+load-test it with the simulated arrival curve, check the invariants, say where it all is."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from groupbuy.commands._common import DEFAULT_SCENARIO, add_scenario_arg, run_dir
+from groupbuy.commands.simulate import positive_int, seed_int
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the whole pipeline: simulate, serve (SQLite), load-test "
+                       "with the simulated arrivals, check")
+    add_scenario_arg(p, nargs="?")
+    p.add_argument("--replications", "-n", type=positive_int, default=5,
+                   help="simulation replications (default 5)")
+    p.add_argument("--seed", type=seed_int, default=1, help="random seed (default 1)")
+    p.add_argument("--workers", type=positive_int, default=2,
+                   help="server worker processes (default 2)")
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help="output folder (default results/<scenario>-demo-<timestamp>)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from loadtests.api import ServerError
+    from loadtests.harness import run_loadtest, summary_lines
+    from loadtests.server import ServerStartError
+    from sim import load_simulatable, run_simulation
+    from sim.report import kpi_table
+
+    scenario_path = args.scenario or str(DEFAULT_SCENARIO)
+    scenario = load_simulatable(scenario_path)  # a bad file fails before a folder is made
+    out = run_dir(scenario_path, args.out, "demo")
+    print(f"1/2 simulating {scenario.campaign.name!r} ({args.replications} replications) …",
+          flush=True)
+    sim = run_simulation(scenario_path, replications=args.replications, seed=args.seed,
+                         out_dir=out / "simulation", progress=True)
+    print(kpi_table(sim.summary))
+    curve = (scenario.load is None or scenario.load.arrivals == "simulation")
+    print(f"\n2/2 load-testing the reference server (SQLite, {args.workers} workers) with "
+          f"{'the simulated arrival curve' if curve else 'the [load] phases'} …", flush=True)
+    try:
+        res = run_loadtest(scenario_path, out / "loadtest", workers=args.workers,
+                           arrivals_csv=sim.arrivals_csv, seed=args.seed)
+    except (ServerError, ServerStartError) as exc:
+        print(f"groupbuy demo: {exc}", file=sys.stderr)
+        return 1
+    for line in summary_lines(res):
+        print(line)
+    for line in res.problems:
+        print(line, file=sys.stderr)
+    print(f"\n{'PASSED' if res.passed else 'FAILED'}; results: {out}")
+    print(f"  simulation: {out / 'simulation' / 'report.html'}")
+    print(f"  load test:  {out / 'loadtest' / 'locust_report.html'}, invariants.txt, "
+          "latency.png")
+    return 0 if res.passed else 1

@@ -1,0 +1,101 @@
+"""A small admin client for the checkout contract (HTTP only): set up a sale, mint user tokens,
+run expiry, and read the final state the checker needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from loadtests.checker import FinalState
+
+
+class ServerError(RuntimeError):
+    """The server under test refused or failed an admin call; the message says which and why."""
+
+
+class AdminClient:
+    """Admin calls against one server (`Authorization: Bearer <admin token>`)."""
+
+    def __init__(self, host: str, admin_token: str, timeout: float = 30.0) -> None:
+        self.host = host.rstrip("/")
+        self._http = httpx.Client(base_url=self.host, timeout=timeout,
+                                  headers={"Authorization": f"Bearer {admin_token}"})
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> AdminClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            resp = self._http.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise ServerError(f"{method} {self.host}{path}: {exc or type(exc).__name__}") from None
+        if resp.status_code >= 300:
+            try:
+                err = resp.json()["error"]
+                why = f"{err['code']}: {err['message']}"
+            except (ValueError, KeyError, TypeError):
+                why = resp.text[:200]
+            raise ServerError(f"{method} {path} answered {resp.status_code} ({why})")
+        try:
+            return resp.json()
+        except ValueError:
+            raise ServerError(f"{method} {path} answered non-JSON: {resp.text[:200]}") from None
+
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/v1/health")
+
+    def load_sale(self, campaign: dict[str, Any], *, payment_timeout_seconds: float | None = None,
+                  group_window_seconds: float | None = None,
+                  start: float | None = None) -> dict[str, Any]:
+        """POST /v1/admin/sale: load the campaign (the scenario's raw [campaign] table)."""
+        body: dict[str, Any] = {"campaign": campaign}
+        if payment_timeout_seconds is not None:
+            body["payment_timeout_seconds"] = payment_timeout_seconds
+        if group_window_seconds is not None:
+            body["group_window_seconds"] = group_window_seconds
+        if start is not None:
+            body["start"] = start
+        return self._call("POST", "/v1/admin/sale", json=body)
+
+    def user_tokens(self, user_ids: list[str]) -> dict[str, str]:
+        """Tokens for these user ids, minted 10,000 at a time (the contract's limit)."""
+        out: dict[str, str] = {}
+        for i in range(0, len(user_ids), 10_000):
+            got = self._call("POST", "/v1/admin/user-tokens",
+                             json={"user_ids": user_ids[i:i + 10_000]})
+            out.update(got["tokens"])
+        return out
+
+    def expire(self) -> dict[str, Any]:
+        return self._call("POST", "/v1/admin/expire")
+
+    def ledger(self) -> dict[str, Any]:
+        return self._call("GET", "/v1/admin/ledger")
+
+    def export(self, what: str) -> list[dict[str, Any]]:
+        """All rows of a paged export: `orders`, `groups` or `coupon-claims`."""
+        key = "claims" if what == "coupon-claims" else what
+        rows: list[dict[str, Any]] = []
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": 1000}
+            if after is not None:
+                params["after"] = after
+            page = self._call("GET", f"/v1/admin/{what}", params=params)
+            rows.extend(page[key])
+            after = page.get("next")
+            if not after:
+                return rows
+
+    def final_state(self) -> FinalState:
+        """Ledger and exports, ledger last so its `now` is after every exported row."""
+        orders, groups, claims = (self.export("orders"), self.export("groups"),
+                                  self.export("coupon-claims"))
+        return FinalState(ledger=self.ledger(), orders=orders, groups=groups, claims=claims)

@@ -1,0 +1,278 @@
+"""Shopper journeys: what one arrival does (browse, buy, abandon, cancel, group, coupon, retry,
+timeout, ping), each request recorded in the history and reported to Locust's statistics.
+
+An operation's intended start is its actual start minus the arrival's lag (how late the
+arrival itself started), so a load generator that falls behind shows in every request's
+latency from intended start, not only in the first.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+
+from loadtests.plan import Plan
+
+CLIENT_TIMEOUT_SECONDS = 0.001
+"""The 'timeout' journey sends its first request, waits this long and hangs up without reading
+the answer: its outcome is unknown."""
+
+
+@dataclass
+class Arrival:
+    """One arrival: who, which journey, when it was meant to start and when it did."""
+
+    worker: int
+    number: int
+    journey: str
+    user: str
+    token: str
+    intended: float
+    started: float = 0.0
+
+    @property
+    def lag(self) -> float:
+        return max(0.0, self.started - self.intended)
+
+
+@dataclass
+class Answer:
+    """What came back: outcome ok / fail / unknown, HTTP status, error code, JSON body."""
+
+    outcome: str
+    status: int | None
+    code: str | None
+    body: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+
+def classify(status: int | None, body: dict[str, Any], error: str | None = None) -> Answer:
+    """A 2xx with its body is ok; a 4xx with a contract error code is a definite fail; a 5xx, a
+    4xx the contract does not explain, a cut-short answer, a timeout or a lost connection is
+    unknown: the server may or may not have acted."""
+    if error is not None or not status:
+        return Answer("unknown", None, error or "connection", {})
+    if 200 <= status < 300:
+        if not body:  # an answer cut short: whatever the server did, the client cannot tell
+            return Answer("unknown", status, "truncated", {})
+        return Answer("ok", status, None, body)
+    err = body.get("error") if isinstance(body, dict) else None
+    if 400 <= status < 500 and isinstance(err, dict) and isinstance(err.get("code"), str):
+        return Answer("fail", status, err["code"], body)
+    return Answer("unknown", status, f"http_{status}", body)
+
+
+Send = Callable[[str, str, str, dict[str, str], Any, float | None], tuple[int | None, bytes,
+                                                                          str | None, float]]
+"""send(method, path, name, headers, json body, timeout) -> (status, body bytes, error,
+response time ms); implemented over Locust's FastHttpSession by `loadtests.openload`."""
+
+
+class Shopper:
+    """Runs one arrival's journey against the contract, recording every operation."""
+
+    def __init__(self, plan: Plan, arrival: Arrival, send: Send,
+                 record: Callable[[dict[str, Any]], None], groups: GroupBoard,
+                 rng: random.Random) -> None:
+        self.plan, self.a, self.send, self.record = plan, arrival, send, record
+        self.groups, self.rng = groups, rng
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def call(self, op: str, method: str, path: str, name: str, *, body: Any = None,
+             key: str | None = None, timeout: float | None = None,
+             **fields: Any) -> Answer:
+        headers = {"Authorization": f"Bearer {self.a.token}"}
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        start = time.time()
+        status, raw, error = None, b"", "aborted"  # kept if the run stops mid-request
+        try:
+            status, raw, error, _ = self.send(method, path, name, headers, body, timeout)
+        finally:
+            # Also when the greenlet is killed at the end of the run: the request was sent and
+            # its outcome is unknown, so it must be in the history.
+            try:
+                parsed = json.loads(raw) if raw else {}
+            except ValueError:
+                parsed = {}
+            ans = classify(status, parsed if isinstance(parsed, dict) else {}, error)
+            rec = {"worker": self.a.worker, "arrival": self.a.number, "journey": self.a.journey,
+                   "user": self.a.user, "op": op, "key": key,
+                   "intended": start - self.a.lag, "start": start, "end": time.time(),
+                   "outcome": ans.outcome, "status": ans.status, "code": ans.code}
+            if timeout is not None and timeout < self.plan.request_timeout:
+                rec["client_timeout"] = timeout
+            rec.update({k: v for k, v in fields.items() if v is not None})
+            self._note_result(op, ans, rec)
+            self.record(rec)
+        return ans
+
+    @staticmethod
+    def _note_result(op: str, ans: Answer, rec: dict[str, Any]) -> None:
+        b = ans.body
+        if not ans.ok:
+            return
+        if op == "open_group":
+            rec["group_id"] = (b.get("group") or {}).get("group_id")
+            rec["order_id"] = (b.get("order") or {}).get("order_id")
+        elif op == "claim":
+            rec["claim_id"] = b.get("claim_id")
+        elif "order_id" in b:
+            rec["order_id"] = b["order_id"]
+
+    def think(self, lo: float = 0.05, hi: float = 0.3) -> None:
+        gevent.sleep(self.rng.uniform(lo, hi))
+
+    def new_key(self) -> str:
+        return f"k-{uuid.uuid4().hex}"
+
+    def sku(self) -> str:
+        return self.rng.choice(self.plan.skus)
+
+    def reserve(self, sku: str, *, key: str | None = None, coupon: str | None = None,
+                group: str | None = None, timeout: float | None = None,
+                name: str = "POST /v1/orders") -> tuple[Answer, str]:
+        key = key or self.new_key()
+        body: dict[str, Any] = {"sku_id": sku, "quantity": 1}
+        if coupon:
+            body["coupon_id"] = coupon
+        if group:
+            body["group_id"] = group
+        op = "join" if group else "reserve"
+        return self.call(op, "POST", "/v1/orders", name, body=body, key=key, timeout=timeout,
+                         sku_id=sku, quantity=1, coupon_id=coupon, group_id=group), key
+
+    def pay(self, order_id: str) -> Answer:
+        return self.call("pay", "POST", f"/v1/orders/{order_id}/pay",
+                         "POST /v1/orders/{id}/pay", order_id=order_id)
+
+    def cancel(self, order_id: str) -> Answer:
+        return self.call("cancel", "POST", f"/v1/orders/{order_id}/cancel",
+                         "POST /v1/orders/{id}/cancel", order_id=order_id)
+
+    # -- journeys ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        getattr(self, f"j_{self.a.journey}")()
+
+    def j_browse(self) -> None:
+        self.call("browse", "GET", "/v1/skus", "GET /v1/skus")
+        self.think()
+        sku = self.sku()
+        self.call("browse", "GET", f"/v1/skus/{sku}", "GET /v1/skus/{id}", sku_id=sku)
+
+    def j_ping(self) -> None:
+        self.call("ping", "GET", "/v1/ping", "GET /v1/ping")
+
+    def j_buy(self) -> None:
+        ans, _ = self.reserve(self.sku())
+        if ans.ok:
+            self.think()
+            self.pay(ans.body["order_id"])
+
+    def j_abandon(self) -> None:
+        self.reserve(self.sku())
+
+    def j_cancel(self) -> None:
+        ans, _ = self.reserve(self.sku())
+        if ans.ok:
+            self.think()
+            self.cancel(ans.body["order_id"])
+
+    def j_coupon(self) -> None:
+        if not self.plan.coupons:
+            self.j_buy()
+            return
+        cid = self.rng.choice(self.plan.coupons)
+        got = self.call("claim", "POST", f"/v1/coupons/{cid}/claim", "POST /v1/coupons/{id}/claim",
+                        key=self.new_key(), coupon_id=cid)
+        if not got.ok:
+            return
+        self.think()
+        ans, _ = self.reserve(self.sku(), coupon=cid)
+        if ans.ok:
+            self.think()
+            self.pay(ans.body["order_id"])
+
+    def j_group(self) -> None:
+        sku = self.plan.skus[-1]
+        gid = self.groups.pick(sku, self.rng)
+        if gid is not None:
+            ans, _ = self.reserve(sku, group=gid)
+        else:
+            key = self.new_key()
+            ans = self.call("open_group", "POST", "/v1/groups", "POST /v1/groups",
+                            body={"sku_id": sku, "quantity": 1}, key=key, sku_id=sku,
+                            quantity=1)
+            if ans.ok:
+                self.groups.add(sku, ans.body["group"]["group_id"],
+                                ans.body["group"].get("deadline", time.time()))
+                ans = Answer("ok", ans.status, None, ans.body["order"])
+        if gid is not None and not ans.ok and ans.code in ("group_full", "group_closed"):
+            self.groups.remove(sku, gid)
+        # Some members never pay, so some groups stay below their size and fail.
+        if ans.ok and self.rng.random() < 0.75:
+            self.think(0.1, 0.5)
+            self.pay(ans.body["order_id"])
+
+    def j_retry(self) -> None:
+        sku = self.sku()
+        ans, key = self.reserve(sku)
+        self.think(0.0, 0.05)
+        again, _ = self.reserve(sku, key=key, name="POST /v1/orders [same key]")
+        order = (ans.body if ans.ok else again.body).get("order_id")
+        if order and (ans.ok or again.ok):
+            self.think()
+            self.pay(order)
+
+    def j_timeout(self) -> None:
+        sku = self.sku()
+        ans, key = self.reserve(sku, timeout=CLIENT_TIMEOUT_SECONDS,
+                                name="POST /v1/orders [client timeout]")
+        for attempt in range(4):
+            if ans.outcome != "unknown" and ans.code != "in_flight":
+                break
+            gevent.sleep(0.1 * (attempt + 1))
+            ans, _ = self.reserve(sku, key=key, name="POST /v1/orders [same key]")
+        if ans.ok:
+            self.think()
+            self.pay(ans.body["order_id"])
+
+
+class GroupBoard:
+    """Open groups this load process knows of, so later arrivals can join them."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, dict[str, float]] = {}
+
+    def add(self, sku: str, group_id: str, deadline: float) -> None:
+        self._open.setdefault(sku, {})[group_id] = deadline
+
+    def remove(self, sku: str, group_id: str) -> None:
+        self._open.get(sku, {}).pop(group_id, None)
+
+    def pick(self, sku: str, rng: random.Random, join_chance: float = 0.7) -> str | None:
+        """A random open group to join, or None to open a new one."""
+        now = time.time()
+        live = {g: d for g, d in self._open.get(sku, {}).items() if d > now + 0.5}
+        self._open[sku] = live
+        if not live or rng.random() >= join_chance:
+            return None
+        return rng.choice(sorted(live))
+
+
+def pick_journey(mix: dict[str, float], rng: random.Random) -> str:
+    """A journey name drawn by the mix weights."""
+    names = [n for n, w in mix.items() if w > 0]
+    return rng.choices(names, weights=[mix[n] for n in names])[0]

@@ -1,0 +1,85 @@
+"""The CI gate: `groupbuy loadtest` on the flash sale (15 s of arrivals, 3x the scenario's
+rates, so stock sells out mid-run) against the reference server with 2 workers must pass on
+every real store, and must fail with an oversell against the deliberately unsafe store."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_server_helpers import (
+    drop_postgres_schema,
+    drop_redis_prefix,
+    fresh_postgres,
+    with_query,
+)
+
+pytestmark = pytest.mark.slow
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+GATE = ["--duration", "15", "--rate-scale", "3", "--workers", "2"]
+RUN_LIMIT = 60  # seconds: the gate must stay a one-minute job
+
+
+def gate(exe: str, out: Path, store: str) -> subprocess.CompletedProcess[str]:
+    cmd = [exe, "loadtest", str(SCENARIOS / "flash_sale.toml"), *GATE, "--store", store,
+           "--out", str(out)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_LIMIT)
+
+
+def assert_passed(proc: subprocess.CompletedProcess[str], out: Path) -> None:
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "PASSED" in proc.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["passed"] and summary["problems"] == []
+    arrivals = summary["arrivals"]
+    # The open workload held its rate: every scheduled arrival started, within 5% of target.
+    assert arrivals["dropped"] == 0
+    assert arrivals["achieved_rate"] == pytest.approx(arrivals["target_rate"], rel=0.05)
+    report = json.loads((out / "invariants.json").read_text())
+    assert report["held"] and report["stats"]["operations"] > 1000
+    codes = {json.loads(line)["code"] for line in (out / "history.jsonl").open()}
+    assert "sold_out" in codes  # the run really sold out: the invariants were under pressure
+    for name in ("locust_report.html", "locust_stats.csv", "latency.png", "invariants.txt",
+                 "history.jsonl", "plan.json"):
+        assert (out / name).is_file(), name
+
+
+def test_gate_passes_on_sqlite(groupbuy_exe: str, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = gate(groupbuy_exe, out, f"sqlite:///{tmp_path / 'gate.sqlite3'}")
+    assert_passed(proc, out)
+
+
+def test_gate_fails_on_the_unsafe_store_with_an_oversell(groupbuy_exe: str,
+                                                         tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = gate(groupbuy_exe, out, f"unsafe:///{tmp_path / 'unsafe.sqlite3'}")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "FAILED" in proc.stdout
+    assert "invariant broken: no_oversell" in proc.stderr
+    assert "oversold by" in proc.stderr
+    report = json.loads((out / "invariants.json").read_text())
+    assert "no_oversell" in report["broken"] and "conservation" in report["broken"]
+
+
+@pytest.mark.postgres
+def test_gate_passes_on_postgres(groupbuy_exe: str, postgres_url: str, tmp_path: Path) -> None:
+    url, schema = fresh_postgres(postgres_url)
+    try:
+        out = tmp_path / "run"
+        assert_passed(gate(groupbuy_exe, out, url), out)
+    finally:
+        drop_postgres_schema(postgres_url, schema)
+
+
+@pytest.mark.redis
+def test_gate_passes_on_redis(groupbuy_exe: str, redis_url: str, tmp_path: Path) -> None:
+    prefix = f"gate-{secrets.token_hex(5)}"
+    try:
+        out = tmp_path / "run"
+        assert_passed(gate(groupbuy_exe, out, with_query(redis_url, "prefix", prefix)), out)
+    finally:
+        drop_redis_prefix(redis_url, prefix)

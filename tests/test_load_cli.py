@@ -1,0 +1,176 @@
+"""`groupbuy loadtest` against a running server (`--host`) in Locust's distributed mode, the
+standalone `groupbuy check`, a locustfile run directly, and the commands' error messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from loadtests.server import ServerProcess
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ROOT / "scenarios"
+TOKEN = "load-cli-test-token"
+ENV = {k: v for k, v in os.environ.items() if k != "GROUPBUY_ADMIN_TOKEN"}
+
+
+def run(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).parent / "groupbuy"
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout,
+                          env=ENV)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    d = tmp_path_factory.mktemp("server")
+    with ServerProcess(SCENARIOS / "default.toml", f"sqlite:///{d / 's.sqlite3'}", 2, TOKEN,
+                       d / "server.log") as srv:
+        yield srv.url
+
+
+@pytest.mark.slow
+def test_distributed_mixed_traffic_against_a_running_server_then_check(
+        server: str, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = run("loadtest", str(SCENARIOS / "default.toml"), "--host", server,
+               "--admin-token", TOKEN, "--locustfile", str(ROOT / "loadtests" / "mixed.py"),
+               "--processes", "2", "--duration", "8", "--rate-scale", "3", "--seed", "11",
+               "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    history = [json.loads(line) for line in (out / "history.jsonl").open()]
+    # Both load processes ran their half of the arrivals and their histories were merged.
+    assert {r["worker"] for r in history} == {0, 1}
+    assert sorted(p.name for p in out.glob("history-*.jsonl")) == ["history-0.jsonl",
+                                                                   "history-1.jsonl"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["arrivals"]["processes"] == 2
+    assert summary["arrivals"]["started"] == summary["arrivals"]["scheduled"] > 100
+    ops = Counter(r["op"] for r in history)
+    assert {"browse", "reserve", "pay", "cancel", "open_group", "join", "claim"} <= set(ops)
+    assert any(r["outcome"] == "unknown" and r.get("client_timeout") for r in history)
+    retried = Counter((r["user"], r["key"]) for r in history if r["op"] == "reserve")
+    assert max(retried.values()) >= 2  # same idempotency key sent again
+
+    # The checker alone, against the same server, agrees …
+    checked = run("check", "--host", server, "--history", str(out / "history.jsonl"),
+                  "--admin-token", TOKEN, "--out", str(tmp_path / "check"))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "invariants: ALL HELD" in checked.stdout
+    assert (tmp_path / "check" / "invariants.json").is_file()
+
+    # … and a history that forgot an acknowledged order makes that order a phantom.
+    first = next(r for r in history if r["op"] == "reserve" and r["outcome"] == "ok")
+    cut = tmp_path / "cut" / "history.jsonl"
+    cut.parent.mkdir()
+    cut.write_text("".join(json.dumps(r) + "\n" for r in history
+                           if (r["user"], r["key"]) != (first["user"], first["key"])))
+    broken = run("check", "--host", server, "--history", str(cut), "--admin-token", TOKEN,
+                 "--scenario", str(SCENARIOS / "default.toml"))
+    assert broken.returncode == 1
+    assert "BROKEN  no_phantom" in broken.stdout
+    assert first["order_id"] in broken.stdout
+
+
+@pytest.mark.slow
+def test_a_missed_threshold_fails_the_run_and_says_which(server: str, tmp_path: Path) -> None:
+    text = (SCENARIOS / "flash_sale.toml").read_text()
+    assert "p99_ms = 2000" in text
+    scenario = tmp_path / "strict.toml"
+    scenario.write_text(text.replace("p99_ms = 2000", "p99_ms = 0.001\nmin_throughput = 100000"))
+    out = tmp_path / "run"
+    proc = run("loadtest", str(scenario), "--host", server, "--admin-token", TOKEN,
+               "--duration", "2", "--out", str(out))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "threshold missed: p99 latency from intended start" in proc.stderr
+    assert "> p99_ms 0.001" in proc.stderr
+    assert "threshold missed: throughput" in proc.stderr and "min_throughput 100000" in proc.stderr
+    assert "invariant broken" not in proc.stderr
+    assert "FAILED; results:" in proc.stdout
+
+
+@pytest.mark.slow
+def test_a_locustfile_runs_directly(server: str, tmp_path: Path) -> None:
+    out = tmp_path / "direct"
+    proc = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "flash_sale.py"),
+         "--host", server, "--admin-token", TOKEN, "--headless", "--run-dir", str(out),
+         "--schedule-seconds", "3", "--only-summary"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=ENV)
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]  # 1: Locust saw failed requests
+    arrivals = json.loads((out / "arrivals-0.json").read_text())
+    assert arrivals["started"] == arrivals["scheduled"] > 50
+    assert (out / "history-0.jsonl").stat().st_size > 0
+
+
+def test_a_locustfile_without_admin_token_says_so(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "flash_sale.py"),
+         "--host", "http://127.0.0.1:9", "--headless", "--run-time", "10s"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=ENV)
+    assert proc.returncode == 2
+    assert "no admin token: pass --admin-token or set GROUPBUY_ADMIN_TOKEN" in proc.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["loadtest", "nope.toml"], "nope.toml: file not found"),
+    (["loadtest", str(SCENARIOS / "flash_sale.toml"), "--host", "http://127.0.0.1:9"],
+     "--host needs the server's admin token"),
+    (["loadtest", str(SCENARIOS / "flash_sale.toml"), "--host", "http://127.0.0.1:9",
+      "--admin-token", "t"], "groupbuy loadtest: --host: GET http://127.0.0.1:9/v1/health"),
+    (["loadtest", str(SCENARIOS / "flash_sale.toml"), "--store", "mysql://x"],
+     "--store: 'mysql://x' is not a store URL"),
+    (["loadtest", str(SCENARIOS / "flash_sale.toml"), "--duration", "0"],
+     "--duration: must be more than 0"),
+    (["loadtest", str(SCENARIOS / "default.toml"), "--arrivals", "missing.csv"],
+     "--arrivals: missing.csv: file not found"),
+    (["check", "--host", "http://127.0.0.1:9", "--history", "missing.jsonl"],
+     "the server's admin token is needed"),
+    (["check", "--host", "http://127.0.0.1:9", "--history", "missing.jsonl",
+      "--admin-token", "t"], "--history: missing.jsonl not found"),
+])
+def test_mistakes_get_one_line_and_exit_code_2(args: list[str], message: str,
+                                                tmp_path: Path) -> None:
+    proc = run(*args, "--out", str(tmp_path / "o")) if args[0] == "loadtest" else run(*args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "o").exists()  # nothing was started, no folder was made
+
+
+def test_check_against_an_unreachable_server_is_one_line(tmp_path: Path) -> None:
+    history = tmp_path / "history.jsonl"
+    history.write_text("")
+    proc = run("check", "--host", "http://127.0.0.1:9", "--history", str(history),
+               "--admin-token", "t", "--scenario", str(SCENARIOS / "flash_sale.toml"))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("groupbuy check: GET http://127.0.0.1:9/v1/admin/orders")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_demo_simulates_then_load_tests_with_the_simulated_curve(tmp_path: Path) -> None:
+    scenario = tmp_path / "short.toml"
+    text = (SCENARIOS / "default.toml").read_text()
+    assert "duration_seconds = 30" in text
+    scenario.write_text(text.replace("duration_seconds = 30", "duration_seconds = 6"))
+    out = tmp_path / "demo"
+    proc = run("demo", str(scenario), "--replications", "1", "--out", str(out), timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "PASSED" in proc.stdout and str(out) in proc.stdout
+    assert (out / "simulation" / "report.html").is_file()
+    assert json.loads((out / "loadtest" / "invariants.json").read_text())["held"]
+    # The load test followed the simulation's arrivals.csv: one piece per simulated minute,
+    # in the same proportions, the busiest minute at the scenario's peak_rate.
+    rows = (out / "simulation" / "arrivals.csv").read_text().strip().splitlines()[1:]
+    simulated = [float(r.split(",")[3]) for r in rows]
+    plan = json.loads((out / "loadtest" / "plan.json").read_text())
+    rates = [r for _, _, r in plan["schedule"]]
+    assert len(rates) == len(simulated)
+    assert max(rates) == pytest.approx(40)
+    assert rates == pytest.approx([40 * a / max(simulated) for a in simulated])
