@@ -512,6 +512,8 @@ def check_groups(rules: Rules, state: FinalState, *, expiry_ran: bool = False) -
         if expiry_ran and status == "open" and now is not None and g.get("deadline", now) < now:
             res.broken(f"group {gid} is still open {now - g['deadline']:.1f} s after its "
                        "deadline, although expiry ran")
+    outcomes = Counter(g.get("status") for g in state.groups)
+    res.note = ", ".join(f"{outcomes[s]} {s}" for s in ("open", "completed", "failed"))
     return res
 
 

@@ -88,6 +88,9 @@ local function close_group(gid)
         redis.call('HINCRBY', sk, 'refunded', q)
         redis.call('HINCRBY', K .. 'units:' .. o[4], o[3], -q)
         status_count('paid', 'refunded')
+        -- a refunded order is no longer an active member (CONTRACT.md, "Group")
+        redis.call('HINCRBY', gk, 'members', -1)
+        redis.call('HINCRBY', gk, 'paid_members', -1)
       end
     end
   end

@@ -83,3 +83,20 @@ def test_gate_passes_on_redis(groupbuy_exe: str, redis_url: str, tmp_path: Path)
         assert_passed(gate(groupbuy_exe, out, with_query(redis_url, "prefix", prefix)), out)
     finally:
         drop_redis_prefix(redis_url, prefix)
+
+
+def test_group_buy_run_with_failing_groups_passes_on_sqlite(groupbuy_exe: str,
+                                                            tmp_path: Path) -> None:
+    """Groups open, fill, complete and fail (refund policy) inside the run; the checker sees
+    every failed group's paid members refunded once and no member counted after a refund."""
+    out = tmp_path / "run"
+    cmd = [groupbuy_exe, "loadtest", str(SCENARIOS / "group_buy_two_tier.toml"),
+           "--duration", "10", "--workers", "2", "--store",
+           f"sqlite:///{tmp_path / 'groups.sqlite3'}", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_LIMIT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((out / "invariants.json").read_text())
+    groups = next(r for r in report["invariants"] if r["name"] == "groups")
+    assert groups["held"]
+    counts = dict(reversed(part.split(" ")) for part in groups["note"].split(", "))
+    assert int(counts["completed"]) > 0 and int(counts["failed"]) > 0, groups["note"]

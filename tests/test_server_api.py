@@ -356,6 +356,7 @@ async def test_failed_group_refunds_paid_members_once(lab: Lab) -> None:
     lab.clock.advance(4 * HOUR + 1)
     view = (await lab.client.get(f"/v1/groups/{gid}")).json()  # closed lazily on view
     assert view["status"] == "failed" and view["tier_reached"] is None
+    assert (view["members"], view["paid_members"]) == (0, 0)  # refunded: no active member
     assert (await lab.expire())["closed_groups"] == 0
     o = (await lab.as_user("lead", "GET", f"/v1/orders/{lead['order_id']}")).json()
     assert o["status"] == "refunded"

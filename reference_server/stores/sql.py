@@ -459,6 +459,9 @@ def _close_group(tx: Tx, sale: Sale, g: dict[str, Any], now: float) -> None:
                    "refunded = refunded + ? WHERE sku_id = ?", q, q, q, r["sku_id"])
             tx.run("UPDATE user_units SET units = units - ? WHERE user_id = ? AND sku_id = ?",
                    q, r["user_id"], r["sku_id"])
+        # refunded orders are no longer active members (CONTRACT.md, "Group")
+        tx.run("UPDATE groups SET members = members - ?, paid_members = paid_members - ? "
+               "WHERE group_id = ?", len(paid), len(paid), g["group_id"])
     tx.run("UPDATE groups SET status = ?, tier_reached = ?, closed_at = ? WHERE group_id = ?",
            "completed" if tier else "failed", tier.size if tier else None, now, g["group_id"])
 
