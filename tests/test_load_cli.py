@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from campaign.scenario import load_scenario
 from loadtests.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,8 +159,8 @@ def test_check_against_an_unreachable_server_is_one_line(tmp_path: Path) -> None
 def test_demo_simulates_then_load_tests_with_the_simulated_curve(tmp_path: Path) -> None:
     scenario = tmp_path / "short.toml"
     text = (SCENARIOS / "default.toml").read_text()
-    assert "duration_seconds = 30" in text
-    scenario.write_text(text.replace("duration_seconds = 30", "duration_seconds = 6"))
+    peak = load_scenario(SCENARIOS / "default.toml").load.peak_rate
+    scenario.write_text(re.sub(r"(?m)^duration_seconds = \S+", "duration_seconds = 6", text))
     out = tmp_path / "demo"
     proc = run("demo", str(scenario), "--replications", "1", "--out", str(out), timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -172,5 +174,5 @@ def test_demo_simulates_then_load_tests_with_the_simulated_curve(tmp_path: Path)
     plan = json.loads((out / "loadtest" / "plan.json").read_text())
     rates = [r for _, _, r in plan["schedule"]]
     assert len(rates) == len(simulated)
-    assert max(rates) == pytest.approx(40)
-    assert rates == pytest.approx([40 * a / max(simulated) for a in simulated])
+    assert max(rates) == pytest.approx(peak)
+    assert rates == pytest.approx([peak * a / max(simulated) for a in simulated])

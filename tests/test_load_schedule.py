@@ -80,19 +80,22 @@ def test_a_simulated_curve_is_squeezed_with_its_peak_at_peak_rate(tmp_path: Path
     csv = tmp_path / "arrivals.csv"
     csv.write_text("minute,start_hour,rate_per_hour,arrivals\n"
                    "0,0.0,60,1.0\n1,0.0167,240,4.0\n2,0.0333,120,2.0\n3,0.05,0,0\n")
-    sched = build_schedule(load_scenario(SCENARIOS / "default.toml"), csv)
-    assert sched.seconds == pytest.approx(30)
-    assert [p.rate for p in sched.pieces] == pytest.approx([10, 40, 20, 0])
+    sc = load_scenario(SCENARIOS / "default.toml")
+    sched = build_schedule(sc, csv)
+    peak = sc.load.peak_rate
+    assert sched.seconds == pytest.approx(sc.load.duration_seconds)
+    assert [p.rate for p in sched.pieces] == pytest.approx([peak / 4, peak, peak / 2, 0])
 
 
 def test_without_arrivals_csv_the_audience_curve_is_used() -> None:
     sc = load_scenario(SCENARIOS / "default.toml")
     sched = build_schedule(sc)
+    peak, seconds = sc.load.peak_rate, sc.load.duration_seconds
     assert len(sched.pieces) == 24 * 60
-    assert sched.peak_rate == pytest.approx(40)
-    burst = sched.rate_at(30 * 7 / 24)  # hour 7 of 24 is in the burst
-    tail = sched.rate_at(29.9)
-    assert burst == pytest.approx(40) and tail == pytest.approx(40 * 400 / 6000)
+    assert sched.peak_rate == pytest.approx(peak)
+    burst = sched.rate_at(seconds * 7 / 24)  # hour 7 of 24 is in the burst
+    tail = sched.rate_at(seconds - 0.1)
+    assert burst == pytest.approx(peak) and tail == pytest.approx(peak * 400 / 6000)
 
 
 @pytest.mark.parametrize(("text", "message"), [
