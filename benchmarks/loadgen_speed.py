@@ -7,7 +7,7 @@ same server in the same run.
 A rate is sustained when the achieved rate (requests completed over the span from the first
 intended start to the last answer) is within 5% of the target and at most 5% of arrivals
 started late. The figure is the ratio: the highest sustained rate over wrk's requests/s.
-Writes results/loadgen_speed/table.md and table.json.
+Writes results/benchmarks/loadgen_speed.md and loadgen_speed.json.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from _results import BENCH_RESULTS, write_results
 
 from loadtests.harness import run_locust
 from loadtests.history import read_history
@@ -71,7 +73,7 @@ def main() -> int:
                     help="target arrival rates per second, comma-separated")
     ap.add_argument("--seconds", type=float, default=6.0, help="seconds per rate (default 6)")
     ap.add_argument("--server-workers", type=int, default=1)
-    ap.add_argument("--out", default=str(ROOT / "results" / "loadgen_speed"))
+    ap.add_argument("--out", type=Path, default=BENCH_RESULTS)
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         print("loadgen_speed: wrk is not installed (apt-get install wrk)", file=sys.stderr)
@@ -115,11 +117,9 @@ def main() -> int:
     ]
     table = "\n".join(lines)
     print("\n" + table)
-    (out / "table.md").write_text(table + "\n")
-    (out / "table.json").write_text(json.dumps({"rows": rows, "wrk_runs": wrk_runs,
-                                                "wrk_median": wrk, "best_sustained": best,
-                                                "ratio": best / wrk}, indent=2))
-    print(f"\nwritten: {out / 'table.md'}")
+    write_results("loadgen_speed", table, {"rows": rows, "wrk_runs": wrk_runs,
+                                           "wrk_median": wrk, "best_sustained": best,
+                                           "ratio": best / wrk}, args.out)
     return 0
 
 

@@ -4,7 +4,7 @@ and beside the backend's raw limit for the same guarded step where a tool exists
 
     .venv/bin/python benchmarks/server_speed.py [--seconds 4] [--concurrency 32]
 
-Writes results/server_speed.md (the table) and results/server_speed.json. Stores whose service
+Writes results/benchmarks/server_speed.md (the table) and server_speed.json. Stores whose service
 is not reachable are skipped with a note. Runs in about two to three minutes.
 """
 
@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from _results import write_results
 from tqdm import tqdm
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "results"
 EXE = str(Path(sys.executable).parent / "groupbuy")
 ADMIN = "bench-admin"
 PG = os.environ.get("GROUPBUY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -263,7 +263,6 @@ def main() -> int:
     if not 1 <= args.seconds <= 60 or not 1 <= args.concurrency <= 256:
         print("server_speed: --seconds 1..60, --concurrency 1..256", file=sys.stderr)
         return 2
-    RESULTS.mkdir(exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="gb-speed-"))
     scenario = tmp / "speed.toml"
     scenario.write_text(SCENARIO)
@@ -303,11 +302,9 @@ def main() -> int:
 
     table = _table(rows, raw, args, notes)
     print(table)
-    (RESULTS / "server_speed.md").write_text(table + "\n")
-    (RESULTS / "server_speed.json").write_text(json.dumps(
-        {"rows": rows, "raw": raw, "seconds": args.seconds, "concurrency": args.concurrency,
-         "cpus": os.cpu_count()}, indent=2))
-    print(f"\nwrote {RESULTS / 'server_speed.md'} and server_speed.json")
+    write_results("server_speed", table, {
+        "rows": rows, "raw": raw, "seconds": args.seconds, "concurrency": args.concurrency,
+        "cpus": os.cpu_count()})
     return 0
 
 

@@ -5,14 +5,14 @@
 Builds the default scenario scaled so that ∫λ(t)dt = --arrivals (rates, stock and subsidy
 budget scaled alike), runs one replication per repeat, and in the same run times a bare SimPy
 loop (one process yielding N timeouts, N = the campaign's arrivals). The runs alternate, and
-the table reports medians. Prints a table and writes it to results/sim_speed.md and .json.
+the table reports medians. Prints a table and writes it to
+results/benchmarks/sim_speed.md and .json.
 Target: 1 million arrivals in at most 20 s on one core.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import simpy
+from _results import BENCH_RESULTS, write_results
 
 from campaign.scenario import Scenario, parse_scenario, read_scenario_data
 from sim import simulate_once
@@ -60,7 +61,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--arrivals", type=float, default=1_000_000)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=ROOT / "results")
+    ap.add_argument("--out", type=Path, default=BENCH_RESULTS)
     args = ap.parse_args()
     scenario = scaled_default(args.arrivals)
     sim_s, bare_s, runs = [], [], []
@@ -98,12 +99,9 @@ def main() -> int:
               f"simpy {simpy.__version__}, {os.cpu_count()} CPU(s), one core used"
     print(table)
     print(machine)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "sim_speed.md").write_text(f"{table}\n\n{machine}\n")
-    (args.out / "sim_speed.json").write_text(json.dumps({
+    write_results("sim_speed", f"{table}\n\n{machine}", {
         "sim_seconds": sim_s, "bare_seconds": bare_s, "rows": dict(rows),
-        "machine": machine}, indent=2) + "\n")
-    print(f"written: {args.out / 'sim_speed.md'}")
+        "machine": machine}, args.out)
     return 0
 
 

@@ -24,6 +24,8 @@ import statistics
 import time
 from pathlib import Path
 
+from _results import write_results
+
 from campaign.scenario import read_scenario_data
 from sim.executor import DaskExecutor, Executor, LocalExecutor
 from sim.plan_params import parse_param
@@ -32,7 +34,6 @@ from sim.sweep import plan_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIO = REPO / "scenarios" / "group_buy_ladder.toml"
-OUT = REPO / "results" / "benchmarks"
 
 
 def digest(outcomes: list) -> str:
@@ -112,11 +113,8 @@ def main() -> None:
     lines += ["", f"Identical KPIs from every executor: {'yes' if same else 'NO'}"]
     text = "\n".join(lines)
     print(text)
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "sweep_speed.md").write_text(text + "\n")
-    (OUT / "sweep_speed.json").write_text(json.dumps(
-        {"runs": runs, "rounds": args.rounds, "identical": same, "rows": table}, indent=2) + "\n")
-    print(f"\nwrote {OUT / 'sweep_speed.md'} and sweep_speed.json")
+    write_results("sweep_speed", text,
+                  {"runs": runs, "rounds": args.rounds, "identical": same, "rows": table})
 
 
 if __name__ == "__main__":
