@@ -92,3 +92,9 @@ class Checks(Section):
     p99_ms: float | None = Field(default=None, gt=0, description="99th percentile latency, "
                                  "measured from each request's intended start")
     min_throughput: float | None = Field(default=None, gt=0, description="requests per second")
+    max_dropped: int = Field(default=0, ge=0, description="scheduled arrivals the load "
+                             "generator may drop (never started) before the run fails")
+    max_late_share: float = Field(default=0.01, ge=0, le=1, description="share of started "
+                                  "arrivals that may start late before the run fails")
+    max_rate_shortfall: float = Field(default=0.05, ge=0, le=1, description="how far below "
+                                      "the target arrival rate the achieved rate may fall")

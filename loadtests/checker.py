@@ -203,19 +203,38 @@ CLOCK_SLACK_SECONDS = 2.0
 when a request starts, and worker clocks differ a little); restores count this much early."""
 
 
-def peak_held(orders: Iterable[dict[str, Any]], sku_id: str) -> tuple[int, float | None]:
-    """The most units of a SKU that orders held at any one moment, by their movements, and when.
+def ack_times(history: Iterable[dict[str, Any]] | None) -> dict[str, float]:
+    """Order id -> when the first answer acknowledging its creation arrived: the latest moment
+    the server can have taken the stock."""
+    out: dict[str, float] = {}
+    for r in history or ():
+        if r.get("op") in CREATE_OPS and r.get("outcome") == "ok" and r.get("order_id") and \
+                r.get("end") is not None:
+            oid = r["order_id"]
+            out[oid] = min(out.get(oid, r["end"]), r["end"])
+    return out
 
-    Restores are counted CLOCK_SLACK_SECONDS early, so a correct server is never blamed for a
-    timestamp taken before a lock was won."""
+
+def peak_held(orders: Iterable[dict[str, Any]], sku_id: str, user_id: str | None = None,
+              acked: dict[str, float] | None = None) -> tuple[int, float | None]:
+    """The most units of a SKU that orders (of one user, if given) held at any one moment, by
+    their movements, and when.
+
+    Restores are counted CLOCK_SLACK_SECONDS early, and a reserve of an order acknowledged in
+    the history (`acked`, from `ack_times`) no earlier than its acknowledging answer arrived,
+    so a correct server is never blamed for a timestamp taken before a lock was won, however
+    long the request queued."""
+    acked = acked or {}
     events: list[tuple[float, int]] = []
     for o in orders:
         if o.get("sku_id") != sku_id:
             continue
+        if user_id is not None and o.get("user_id") != user_id:
+            continue
         for m in o.get("movements") or []:
             at, q = float(m.get("at") or 0.0), int(m.get("quantity", 0))
             if m.get("kind") == "reserve":
-                events.append((at, q))
+                events.append((max(at, acked.get(o.get("order_id"), at)), q))
             elif m.get("kind") in ("release", "refund"):
                 events.append((at - CLOCK_SLACK_SECONDS, -q))
     held, peak, when = 0, 0, None
@@ -226,13 +245,15 @@ def peak_held(orders: Iterable[dict[str, Any]], sku_id: str) -> tuple[int, float
     return peak, when
 
 
-def check_no_oversell(state: FinalState) -> Result:
+def check_no_oversell(state: FinalState,
+                      history: list[dict[str, Any]] | None = None) -> Result:
     """No SKU hands out more units than it had: units held by orders (reserved + paid) plus
     units still offered never exceed the initial stock, at the end or at any moment before."""
     res = Result("no_oversell", "units held by orders (reserved + paid) + units still "
                  "available <= initial stock")
     active = _units(state.orders, ACTIVE)
     paid = _units(state.orders, ("paid",))
+    acked = ack_times(history)
     for sku_id, row in sorted(state.ledger.get("skus", {}).items()):
         res.checked += 1
         init = row.get("initial", 0)
@@ -244,7 +265,7 @@ def check_no_oversell(state: FinalState) -> Result:
             res.broken(f"sku {sku_id} oversold by {active[sku_id] + offered - init} unit(s): "
                        f"orders hold {active[sku_id]} and the ledger still offers {offered}, of "
                        f"{init}")
-        peak, when = peak_held(state.orders, sku_id)
+        peak, when = peak_held(state.orders, sku_id, acked=acked)
         if peak > init and active[sku_id] <= init:
             res.broken(f"sku {sku_id} oversold by {peak - init} unit(s) for a while: orders "
                        f"held {peak} of {init} at {when:.3f} (by their movements)")
@@ -333,6 +354,7 @@ def check_no_phantom(history: list[dict[str, Any]], state: FinalState) -> Result
     res = Result("no_phantom", "every order, payment, group and claim traces to a request that "
                  "was not refused")
     creates: dict[tuple[str, str], list[str]] = defaultdict(list)
+    requests: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     claim_keys: dict[tuple[str, str], set[str]] = defaultdict(set)
     paid_sent: set[str] = set()
     opened: dict[str, list[str]] = defaultdict(list)
@@ -340,6 +362,8 @@ def check_no_phantom(history: list[dict[str, Any]], state: FinalState) -> Result
         op, outcome = r.get("op"), r.get("outcome")
         if op in CREATE_OPS:
             creates[(r.get("user"), r.get("key"))].append(outcome)
+            if outcome != "fail":
+                requests[(r.get("user"), r.get("key"))].append(r)
         if op == "claim" and outcome in ("ok", "unknown"):
             claim_keys[(r.get("user"), r.get("coupon_id"))].add(r.get("key"))
         if op == "pay" and outcome in ("ok", "unknown"):
@@ -356,6 +380,12 @@ def check_no_phantom(history: list[dict[str, Any]], state: FinalState) -> Result
         elif all(x == "fail" for x in outcomes):
             res.broken(f"order {o.get('order_id')} (user {who}, key {key}) exists although "
                        "every request for it was refused")
+        else:
+            sent = requests[(who, key)]
+            res.checked += 1
+            if not any(not _differs(r, o) for r in sent):
+                res.broken(f"order {o.get('order_id')} (user {who}, key {key}) differs from "
+                           f"its request: {_differs(sent[0], o)}")
         if o.get("status") in ("paid", "refunded") or o.get("paid_at"):
             res.checked += 1
             if o.get("order_id") not in paid_sent:
@@ -369,13 +399,64 @@ def check_no_phantom(history: list[dict[str, Any]], state: FinalState) -> Result
         if n > sent:
             res.broken(f"user {user} holds {n} claim(s) of coupon {cid} but sent {sent} claim "
                        "request(s) that were not refused")
+    # Groups: each matches an acknowledged open request by group id, or else an open request
+    # of its leader whose outcome is unknown; a leader never has more groups than open
+    # requests (distinct keys) that were not refused.
+    acked: dict[str, str] = {}
+    keys_ok: dict[str, set[str]] = defaultdict(set)
+    keys_sent: dict[str, set[str]] = defaultdict(set)
+    for r in history:
+        if r.get("op") != "open_group" or r.get("outcome") == "fail":
+            continue
+        keys_sent[r.get("user")].add(r.get("key"))
+        if r.get("outcome") == "ok" and r.get("group_id"):
+            keys_ok[r.get("user")].add(r.get("key"))
+            acked[r["group_id"]] = r.get("user")
+    unmatched: Counter[str] = Counter()
+    led: Counter[str] = Counter()
     for g in state.groups:
         res.checked += 1
-        outcomes = opened.get(g.get("leader_id"), [])
+        gid, leader = g.get("group_id"), g.get("leader_id")
+        led[leader] += 1
+        outcomes = opened.get(leader, [])
         if not outcomes or all(x == "fail" for x in outcomes):
-            res.broken(f"group {g.get('group_id')} led by {g.get('leader_id')} matches no open "
-                       "request that was not refused")
+            res.broken(f"group {gid} led by {leader} matches no open request that was not "
+                       "refused")
+        elif gid in acked and acked[gid] != leader:
+            res.broken(f"group {gid} is led by {leader} but was acknowledged to {acked[gid]}")
+        elif gid not in acked:
+            unmatched[leader] += 1
+    for leader in sorted(led, key=str):
+        res.checked += 1
+        unknown_only = len(keys_sent[leader] - keys_ok[leader])
+        if unmatched[leader] > unknown_only:
+            res.broken(f"{unmatched[leader]} group(s) led by {leader} match no acknowledged "
+                       f"open request, and only {unknown_only} of theirs had an unknown outcome")
+        elif led[leader] > len(keys_sent[leader]) and opened.get(leader):
+            res.broken(f"user {leader} leads {led[leader]} groups but sent "
+                       f"{len(keys_sent[leader])} open request(s) that were not refused")
     return res
+
+
+def _differs(r: dict[str, Any], o: dict[str, Any]) -> str:
+    """How an order differs from the create request behind it ('' when it does not): the SKU,
+    quantity, coupon and group it names (the group an open request got back, if known)."""
+    out = []
+    for f in ("sku_id", "quantity"):
+        if r.get(f) is not None and o.get(f) != r[f]:
+            out.append(f"{f} {o.get(f)!r}, requested {r[f]!r}")
+    if o.get("coupon_id") != r.get("coupon_id"):
+        out.append(f"coupon_id {o.get('coupon_id')!r}, requested {r.get('coupon_id')!r}")
+    op = r.get("op")
+    want_group = r.get("group_id")
+    if op == "reserve" and o.get("group_id") is not None:
+        out.append(f"group_id {o.get('group_id')!r} from a reserve without a group")
+    elif op in ("join", "open_group") and want_group is not None and \
+            o.get("group_id") != want_group:
+        out.append(f"group_id {o.get('group_id')!r}, requested or acknowledged {want_group!r}")
+    elif op in ("join", "open_group") and o.get("group_id") is None:
+        out.append(f"no group_id from a {op} request")
+    return "; ".join(out)
 
 
 def check_stock_movements(rules: Rules, state: FinalState) -> Result:
@@ -415,7 +496,8 @@ def check_stock_movements(rules: Rules, state: FinalState) -> Result:
     return res
 
 
-def check_per_user_limits(rules: Rules, state: FinalState) -> Result:
+def check_per_user_limits(rules: Rules, state: FinalState,
+                          history: list[dict[str, Any]] | None = None) -> Result:
     """Per user and SKU, reserved + paid units never exceed the per-user limit."""
     res = Result("per_user_limits", f"reserved + paid units per user per SKU <= "
                  f"{rules.per_user_limit}")
@@ -428,6 +510,16 @@ def check_per_user_limits(rules: Rules, state: FinalState) -> Result:
         if units > rules.per_user_limit:
             res.broken(f"user {user} holds {units} unit(s) of {sku_id} (limit "
                        f"{rules.per_user_limit})")
+    # Over time too: a user may have held too many for a while and given some back since.
+    acked = ack_times(history)
+    pairs = sorted({(o.get("user_id"), o.get("sku_id")) for o in state.orders},
+                   key=lambda p: (str(p[0]), str(p[1])))
+    for user, sku_id in pairs:
+        res.checked += 1
+        peak, when = peak_held(state.orders, sku_id, user, acked)
+        if peak > rules.per_user_limit and held[(user, sku_id)] <= rules.per_user_limit:
+            res.broken(f"user {user} held {peak} unit(s) of {sku_id} for a while (limit "
+                       f"{rules.per_user_limit}) at {when:.3f} (by their orders' movements)")
     return res
 
 
@@ -446,6 +538,20 @@ def check_idempotency(history: list[dict[str, Any]], state: FinalState) -> Resul
         res.checked += 1
         if len(ids) > 1:
             res.broken(f"user {user}, key {key}: {len(ids)} results {sorted(ids)}")
+    # Claims exported without their key: per user and coupon, no more claims than distinct
+    # keys of claim requests that were acknowledged or whose outcome is unknown.
+    keyless = Counter((c.get("user_id"), c.get("coupon_id")) for c in state.claims
+                      if not c.get("idempotency_key"))
+    sent = _claim_keys(history)
+    for (user, cid), n in sorted(keyless.items(), key=str):
+        res.checked += 1
+        if n > len(sent[(user, cid)]):
+            res.broken(f"user {user} holds {n} claim(s) of coupon {cid} from "
+                       f"{len(sent[(user, cid)])} distinct claim key(s) not refused")
+    if keyless:
+        res.note = ("claims carry no idempotency key: checked per user and coupon only, so a "
+                    "key that took effect twice while another of the same user and coupon "
+                    "took none goes unseen")
     answers: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     for r in history:
         if r.get("outcome") == "ok" and r.get("key"):
@@ -480,7 +586,10 @@ def check_groups(rules: Rules, state: FinalState, *, expiry_ran: bool = False) -
         gid, status = g.get("group_id"), g.get("status")
         orders = by_group.get(gid, [])
         active = [o for o in orders if o.get("status") in ACTIVE]
-        top = g.get("top_size") or rules.top_size
+        top = rules.top_size or g.get("top_size")
+        for what, mine in (("top_size", rules.top_size), ("min_size", rules.min_size)):
+            if mine and g.get(what) is not None and g[what] != mine:
+                res.broken(f"group {gid}: export says {what} {g[what]}, the scenario {mine}")
         if top and len(active) > top:
             res.broken(f"group {gid}: {len(active)} active members > top size {top} "
                        f"(users {sorted(o.get('user_id') for o in active)})")
@@ -493,7 +602,7 @@ def check_groups(rules: Rules, state: FinalState, *, expiry_ran: bool = False) -
             if left:
                 res.broken(f"group {gid} is {status} but orders {left} are still reserved")
         if status == "completed":
-            need = g.get("min_size") or rules.min_size
+            need = rules.min_size or g.get("min_size")
             if len(paid) < need:
                 res.broken(f"group {gid} completed with {len(paid)} paid member(s) < min size "
                            f"{need}")
@@ -527,10 +636,16 @@ def check_coupons(rules: Rules, state: FinalState) -> Result:
     ledger = state.ledger.get("coupons", {})
     for cid in sorted(set(rules.coupons) | set(ledger) | set(claims)):
         res.checked += 1
-        pool, limit = rules.coupons.get(cid, (None, None))
         row = ledger.get(cid, {})
-        pool = row.get("pool", pool)
-        limit = row.get("per_user", limit)
+        # The scenario's rules are the truth; the ledger's copy is only checked against them.
+        if cid in rules.coupons:
+            pool, limit = rules.coupons[cid]
+            for what, mine in (("pool", pool), ("per_user", limit)):
+                if row.get(what) is not None and row[what] != mine:
+                    res.broken(f"coupon {cid}: ledger {what} {row[what]} != scenario {what} "
+                               f"{mine}")
+        else:
+            pool, limit = row.get("pool"), row.get("per_user")
         issued = row.get("issued")
         if pool is not None and claims[cid] > pool:
             res.broken(f"coupon {cid} over-issued: {claims[cid]} claims for a pool of {pool}")
@@ -576,7 +691,8 @@ def check_unknown_outcomes(history: list[dict[str, Any]], state: FinalState) -> 
     # Claims are matched by key when the export carries it, else per user and coupon below.
     claims: Counter[tuple[str, str]] = Counter((c.get("user_id"), c.get("idempotency_key"))
                                                for c in state.claims if c.get("idempotency_key"))
-    took, seen = 0, set()
+    keyless = [c for c in state.claims if not c.get("idempotency_key")]
+    took, seen, by_key, unknown_claims = 0, set(), 0, 0
     for r in history:
         if r.get("outcome") != "unknown" or r.get("op") not in (*CREATE_OPS, "claim"):
             continue
@@ -584,13 +700,54 @@ def check_unknown_outcomes(history: list[dict[str, Any]], state: FinalState) -> 
         if k in seen:
             continue
         seen.add(k)
+        if r.get("op") == "claim" and keyless:
+            unknown_claims += 1
+            continue  # counted per user and coupon below
         res.checked += 1
+        by_key += 1
         n = claims[k] if r.get("op") == "claim" else orders[k]
         took += n > 0
         if n > 1:
             res.broken(f"user {k[0]}, key {k[1]}: unknown {r.get('op')} took effect {n} times")
-    res.note = f"{took} of {len(seen)} took effect"
+    res.note = f"{took} of {by_key} took effect"
+    if keyless:
+        # Fallback without keys: claims acknowledged by id are accounted for; the rest of a
+        # user's claims of a coupon must not outnumber their claim keys that only ever had
+        # an unknown outcome.
+        acked_ids: set[str] = set()
+        ok_keys: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for r in history:
+            if r.get("op") == "claim" and r.get("outcome") == "ok" and r.get("claim_id"):
+                acked_ids.add(r["claim_id"])
+                ok_keys[(r.get("user"), r.get("coupon_id"))].add(r.get("key"))
+        sent = _claim_keys(history)
+        rest = Counter((c.get("user_id"), c.get("coupon_id")) for c in keyless
+                       if c.get("claim_id") not in acked_ids)
+        for user, cid in sorted(set(sent) | set(rest), key=str):
+            unknown_only = len(sent.get((user, cid), set()) - ok_keys[(user, cid)])
+            if not unknown_only and not rest[(user, cid)]:
+                continue
+            res.checked += 1
+            if rest[(user, cid)] > unknown_only:
+                res.broken(f"user {user}, coupon {cid}: {rest[(user, cid)]} claim(s) beyond "
+                           f"the acknowledged ones, but only {unknown_only} claim key(s) with "
+                           "an unknown outcome")
+        if unknown_claims:
+            res.note += (f"; {unknown_claims} unknown claim(s): claims carry no idempotency "
+                         "key, so unknown claims are checked per user and coupon only (one "
+                         "key taking effect twice while another of the same user and coupon "
+                         "took none goes unseen)")
     return res
+
+
+def _claim_keys(history: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    """Per (user, coupon): distinct keys of claim requests acknowledged or with unknown
+    outcome."""
+    out: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for r in history:
+        if r.get("op") == "claim" and r.get("outcome") in ("ok", "unknown"):
+            out[(r.get("user"), r.get("coupon_id"))].add(r.get("key"))
+    return out
 
 
 def check_expiry(state: FinalState) -> Result:
@@ -620,12 +777,12 @@ def check(history: list[dict[str, Any]], state: FinalState, rules: Rules, *,
     reservations and groups past their deadlines are violations too."""
     checks: list[Callable[[], Result]] = [
         lambda: check_conservation(rules, state),
-        lambda: check_no_oversell(state),
+        lambda: check_no_oversell(state, history),
         lambda: check_non_negative(state),
         lambda: check_no_lost_acknowledged(history, state),
         lambda: check_no_phantom(history, state),
         lambda: check_stock_movements(rules, state),
-        lambda: check_per_user_limits(rules, state),
+        lambda: check_per_user_limits(rules, state, history),
         lambda: check_idempotency(history, state),
         lambda: check_groups(rules, state, expiry_ran=expiry_ran),
         lambda: check_coupons(rules, state),

@@ -55,6 +55,20 @@ def sqlite_store_in(run_dir: Path) -> str:
     return f"sqlite:///{(run_dir / 'server.sqlite3').resolve()}"
 
 
+STALE_PATTERNS = ("history-*.jsonl", "history.jsonl", "arrivals-*.json")
+"""Files a previous run in the same folder leaves behind that this run would merge in."""
+
+
+def clear_stale_run_files(run_dir: Path) -> list[Path]:
+    """Remove a previous run's history and arrival files from `run_dir`; returns what went."""
+    gone = []
+    for pattern in STALE_PATTERNS:
+        for p in sorted(run_dir.glob(pattern)):
+            p.unlink()
+            gone.append(p)
+    return gone
+
+
 def run_locust(plan_path: Path, run_dir: Path, host: str, plan: Plan, *, processes: int = 1,
                locustfile: Path = DEFAULT_LOCUSTFILE, progress: bool = True) -> int:
     """Locust headless on the plan, bounded in time; Locust's own output goes to locust.log."""
@@ -107,10 +121,12 @@ def run_loadtest(scenario_path: str | Path, run_dir: Path, *, host: str | None =
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     build_schedule(scenario, arrivals_csv)  # a bad arrivals.csv fails before a server starts
+    clear_stale_run_files(run_dir)  # a reused folder must not mix a previous run's history in
     server = None
     if host is None:
         admin_token = secrets.token_hex(16)
-        server = ServerProcess(scenario_path, store or sqlite_store_in(run_dir), workers,
+        store = store or sqlite_store_in(run_dir)
+        server = ServerProcess(scenario_path, store, workers,
                                admin_token, run_dir / "server.log")
         host = server.url
     elif not admin_token:
@@ -137,13 +153,15 @@ def run_loadtest(scenario_path: str | Path, run_dir: Path, *, host: str | None =
     sched = plan.sched
     figures = history_figures(history)
     arrivals = arrival_figures(run_dir, sched.expected_arrivals, sched.seconds)
-    problems = report.summary_lines() + threshold_problems(scenario.checks, figures)
+    problems = report.summary_lines() + threshold_problems(scenario.checks, figures,
+                                                           arrivals)
     if arrivals["processes"] < processes:
         problems.append(f"only {arrivals['processes']} of {processes} load process(es) "
                         f"finished (Locust exit code {code}; see locust.log)")
     plot_latency(history, run_dir / "locust_stats_history.csv", run_dir / "latency.png",
                  f"{Path(scenario_path).stem}: latency and arrivals", target=plan.schedule)
-    summary = {"scenario": str(scenario_path), "host": host, "store": store if server else None,
+    summary = {"scenario": str(Path(scenario_path).resolve()), "host": host,
+               "store": store if server else None,
                "passed": not problems, "problems": problems, "figures": figures,
                "arrivals": arrivals, "invariants": report.to_json()["broken"],
                "load": (scenario.load or Load()).model_dump(), "locust_exit_code": code,

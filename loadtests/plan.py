@@ -88,7 +88,7 @@ def prepare_plan(host: str, admin_token: str, scenario_path: str | Path, run_dir
         tokens = admin.user_tokens(users)
     c = scenario.campaign
     plan = Plan(
-        scenario=str(scenario_path), host=host, run_dir=str(run_dir),
+        scenario=str(Path(scenario_path).resolve()), host=host, run_dir=str(run_dir),
         schedule=sched.to_json(), mix=dict(mix or load.mix), tokens=tokens,
         skus=[s.id for s in c.skus], coupons=[x.id for x in c.coupons],
         per_user_limit=c.per_user_limit, arrival_process=load.arrival_process, seed=seed,

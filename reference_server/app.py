@@ -52,6 +52,8 @@ ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 Ident = Annotated[str, Field(pattern=ID.pattern)]
 M = TypeVar("M", bound=BaseModel)
+DIGITS = re.compile(r"[0-9]{1,18}")
+LAZY_EXPIRY_CODES = frozenset({"sold_out", "limit_reached", "group_full"})
 
 
 @dataclass(frozen=True)
@@ -226,7 +228,7 @@ def create_app(config: ServerConfig, clock: Callable[[], float] = time.time) -> 
             raise ApiError("invalid", "; ".join(problems_from_validation(exc))) from None
 
     def check_id(kind: str, value: str) -> str:
-        if not ID.match(value):
+        if not ID.fullmatch(value):
             raise ApiError("invalid", f"{kind}: 1-64 letters, digits, _ . -")
         return value
 
@@ -240,7 +242,7 @@ def create_app(config: ServerConfig, clock: Callable[[], float] = time.time) -> 
                          act: Callable[[], Awaitable[Any]]) -> Response:
         """Run `act` at most once per (user, Idempotency-Key); replay its first response."""
         key = request.headers.get("idempotency-key")
-        if key is None or not IDEMPOTENCY_KEY.match(key):
+        if key is None or not IDEMPOTENCY_KEY.fullmatch(key):
             raise ApiError("invalid", "Idempotency-Key header: 1-128 printable ASCII characters")
         fp = hashlib.sha256(f"{request.method} {request.url.path} {canonical_json(data)}"
                             .encode()).hexdigest()
@@ -257,6 +259,12 @@ def create_app(config: ServerConfig, clock: Callable[[], float] = time.time) -> 
             payload = await act()
             status = 201
         except ApiError as exc:
+            if exc.code == "invalid":  # invalid requests are not recorded (CONTRACT.md)
+                with contextlib.suppress(Exception):
+                    await store.idem_abort(user, key)
+                raise
+            if exc.code == "in_flight":  # the store saw the key's first request still running
+                raise
             payload, status = exc.body(), exc.status
         except BaseException:
             with contextlib.suppress(Exception):
@@ -267,11 +275,13 @@ def create_app(config: ServerConfig, clock: Callable[[], float] = time.time) -> 
         return Response(body, status_code=status, media_type="application/json")
 
     async def with_lazy_expiry(fn: Callable[[], Awaitable[Any]]) -> Any:
-        """Run `fn`; if stock looked sold out, expire what is due and try once more."""
+        """Run `fn`; if stock looked sold out, the user's limit reached or the group full
+        (each possibly held by an expired, not yet released order), expire what is due and
+        try once more."""
         try:
             return await fn()
         except ApiError as exc:
-            if exc.code != "sold_out":
+            if exc.code not in LAZY_EXPIRY_CODES:
                 raise
             expired, _ = await store.expire_due(clock())
             if not expired:
@@ -385,6 +395,16 @@ def create_app(config: ServerConfig, clock: Callable[[], float] = time.time) -> 
     async def claim(coupon_id: str, request: Request) -> Response:
         user = require_user(request)
         check_id("coupon_id", coupon_id)
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            raise ApiError("too_large", f"body over {MAX_BODY_BYTES} bytes")
+        if body.strip():
+            try:
+                data = json.loads(body, parse_constant=_no_constant)
+            except (ValueError, RecursionError):
+                raise ApiError("invalid", "the body is not valid JSON") from None
+            if data != {}:
+                raise ApiError("invalid", "the claim body must be empty or {}")
 
         async def act() -> dict[str, Any]:
             row = await store.claim_coupon(coupon_id, user, request.headers["idempotency-key"],
@@ -440,9 +460,9 @@ def create_app(config: ServerConfig, clock: Callable[[], float] = time.time) -> 
     def page(request: Request) -> tuple[int, int]:
         after_s = request.query_params.get("after") or "0"
         limit_s = request.query_params.get("limit") or "500"
-        if not after_s.isdigit() or len(after_s) > 18:
+        if not DIGITS.fullmatch(after_s):
             raise ApiError("invalid", "after: a cursor from a previous page")
-        if not limit_s.isdigit() or not 1 <= int(limit_s) <= 1000:
+        if not DIGITS.fullmatch(limit_s) or not 1 <= int(limit_s) <= 1000:
             raise ApiError("invalid", "limit: an integer from 1 to 1000")
         return int(after_s), int(limit_s)
 

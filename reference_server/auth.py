@@ -19,9 +19,11 @@ def user_token(secret: str, user_id: str) -> str:
 def user_from_token(secret: str, token: str) -> str | None:
     """The user id a token was minted for, or None when it is not a valid token."""
     user_id, dot, _ = token.rpartition(".")
-    if not dot or not USER_ID.match(user_id):
+    if not dot or not USER_ID.fullmatch(user_id):
         return None
-    return user_id if hmac.compare_digest(user_token(secret, user_id), token) else None
+    # compare bytes: comparing str with non-ASCII characters raises TypeError
+    return user_id if hmac.compare_digest(user_token(secret, user_id).encode(),
+                                          token.encode()) else None
 
 
 def is_admin(admin_token: str, token: str) -> bool:

@@ -189,6 +189,15 @@ if tonumber(o[6]) <= tonumber(NOW) then
   release(oid, 'expired')
   return {'err', 'order_closed', 'order ' .. oid .. ' expired unpaid'}
 end
+if o[5] ~= '' then
+  local g = redis.call('HMGET', K .. 'group:' .. o[5], 'status', 'deadline')
+  if g[1] == 'open' and tonumber(g[2]) <= tonumber(NOW) then
+    -- too late to count: the group closes as of its deadline (releasing this order)
+    close_group(o[5])
+    return {'err', 'order_closed', 'order ' .. oid .. ': group ' .. o[5] ..
+            ' passed its deadline'}
+  end
+end
 local q = tonumber(o[3])
 redis.call('HSET', ok, 'status', 'paid', 'paid_at', NOW)
 redis.call('ZREM', K .. 'due', oid)

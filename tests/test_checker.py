@@ -479,3 +479,179 @@ def test_a_claim_spent_twice_or_on_someone_elses_order_breaks_coupons() -> None:
         "user u7 has 2 order(s) using coupon c1 but 1 claim(s)",
         "claim cl1 of u7 says order o1 used coupon c1, but that order is not theirs with that "
         "coupon"]
+
+
+def test_coupon_limits_come_from_the_scenario_not_the_ledger() -> None:
+    history, state = good_run()
+    extra = [{"claim_id": f"clx{i}", "coupon_id": "c1", "user_id": f"w{i}",
+              "claimed_at": NOW - 91, "order_id": None} for i in range(3)]
+    history += [rec(f"w{i}", "claim", key=f"kw{i}", coupon_id="c1", claim_id=f"clx{i}")
+                for i in range(3)]
+    state = rebuilt(state, claims=[*state.claims, *extra])
+    state.ledger["coupons"]["c1"]["pool"] = 10  # the server misreports its pool
+    ex = examples(history, state, "coupons")
+    assert any("4 claims for a pool of 2" in e for e in ex), ex
+    assert any("ledger pool 10 != scenario pool 2" in e for e in ex), ex
+
+
+def test_coupon_per_user_limit_comes_from_the_scenario() -> None:
+    history, state = good_run()
+    history.append(rec("u7", "claim", key="kc2", coupon_id="c1", claim_id="cl2"))
+    state = rebuilt(state, claims=[*state.claims, {"claim_id": "cl2", "coupon_id": "c1",
+                                                   "user_id": "u7", "claimed_at": NOW - 91,
+                                                   "order_id": None}])
+    state.ledger["coupons"]["c1"]["per_user"] = 5
+    ex = examples(history, state, "coupons")
+    assert any("u7 claimed coupon c1 2 times (per-user limit 1)" in e for e in ex), ex
+
+
+def test_group_sizes_come_from_the_scenario_not_the_export() -> None:
+    history, state = good_run()
+    extra = [order(f"m{i}", f"m{i}", "pot", "paid", f"km{i}", group="g1") for i in range(2)]
+    history += [r for i in range(2) for r in (
+        rec(f"m{i}", "join", key=f"km{i}", sku_id="pot", order_id=f"m{i}", group_id="g1"),
+        rec(f"m{i}", "pay", order_id=f"m{i}"))]
+    groups = copy.deepcopy(state.groups)
+    groups[0].update(members=4, paid_members=4, top_size=6)
+    state = rebuilt(state, orders=[*state.orders, *extra], groups=groups)
+    ex = examples(history, state, "groups")
+    assert any("4 active members > top size 3" in e for e in ex), ex
+    assert any("export says top_size 6, the scenario 3" in e for e in ex), ex
+
+
+def test_a_group_completed_below_the_scenarios_min_size_is_caught() -> None:
+    history, state = good_run()
+    orders = [o for o in state.orders if o["order_id"] != "o6"]
+    history = [r for r in history if r.get("order_id") != "o6"]
+    groups = copy.deepcopy(state.groups)
+    groups[0].update(members=1, paid_members=1, min_size=1, order_ids=["o5"])
+    state = rebuilt(state, orders=orders, groups=groups)
+    ex = examples(history, state, "groups")
+    assert any("completed with 1 paid member(s) < min size 2" in e for e in ex), ex
+
+
+def test_a_per_user_limit_exceeded_for_a_while_is_caught() -> None:
+    history, state = good_run()
+    extra = [order("p1", "u1", "tea", "expired", "kp1"), order("p2", "u1", "tea", "expired",
+                                                                  "kp2")]
+    history += [rec("u1", "reserve", key="kp1", sku_id="tea", order_id="p1"),
+                rec("u1", "reserve", key="kp2", sku_id="tea", order_id="p2")]
+    state = rebuilt(state, orders=[*state.orders, *extra])
+    ex = examples(history, state, "per_user_limits")
+    assert ex and "u1 held 3 unit(s) of tea for a while" in ex[0], ex
+
+
+def test_a_per_user_sequence_within_the_limit_is_not_flagged() -> None:
+    """Reserve, cancel, reserve again (timestamps a little out of order): never over."""
+    history, state = good_run()
+    p1 = order("p1", "u1", "tea", "cancelled", "kp1")
+    p1["movements"][1]["at"] = NOW - 30
+    p2 = order("p2", "u1", "tea", "reserved", "kp2")
+    p2["movements"][0]["at"] = NOW - 31  # taken before the lock the release held was won
+    history += [rec("u1", "reserve", key="kp1", sku_id="tea", order_id="p1"),
+                rec("u1", "cancel", order_id="p1"),
+                rec("u1", "reserve", key="kp2", sku_id="tea", order_id="p2")]
+    state = rebuilt(state, orders=[*state.orders, p1, p2])
+    assert "per_user_limits" not in broken_names(history, state)
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("sku_id", "pot", "sku_id 'pot', requested 'tea'"),
+    ("quantity", 2, "quantity 2, requested 1"),
+    ("coupon_id", "c1", "coupon_id 'c1', requested None"),
+    ("group_id", "g1", "from a reserve without a group"),
+])
+def test_an_order_that_differs_from_its_request_is_a_phantom(field: str, value: Any,
+                                                              words: str) -> None:
+    history, state = good_run()
+    for r in history:
+        if r.get("key") == "k9":
+            r["quantity"] = 1
+    orders = copy.deepcopy(state.orders)
+    o9 = next(o for o in orders if o["order_id"] == "o9")
+    o9[field] = value
+    ex = examples(history, rebuilt(state, orders=orders), "no_phantom")
+    assert any("order o9" in e and words in e for e in ex), ex
+
+
+def test_a_join_landing_in_another_group_is_a_phantom() -> None:
+    history, state = good_run()
+    orders = copy.deepcopy(state.orders)
+    next(o for o in orders if o["order_id"] == "o6")["group_id"] = "g2"
+    ex = examples(history, rebuilt(state, orders=orders), "no_phantom")
+    assert any("order o6" in e and "requested or acknowledged 'g1'" in e for e in ex), ex
+
+
+def phantom_group(gid: str, leader: str) -> dict[str, Any]:
+    return {"group_id": gid, "sku_id": "pot", "leader_id": leader, "status": "open",
+            "deadline": NOW + 100, "members": 0, "paid_members": 0, "top_size": 3,
+            "min_size": 2, "tier_reached": None, "order_ids": [], "closed_at": None}
+
+
+def test_a_group_the_leader_never_asked_for_is_a_phantom() -> None:
+    history, state = good_run()
+    state = rebuilt(state, groups=[*state.groups, phantom_group("g3", "u4")])
+    ex = examples(history, state, "no_phantom")
+    assert any("led by u4 match no acknowledged open request" in e for e in ex), ex
+
+
+def test_a_group_from_an_unknown_open_request_is_not_a_phantom() -> None:
+    history, state = good_run()
+    history.append(rec("u4", "open_group", "unknown", key="kg3", sku_id="pot", code="timeout"))
+    state = rebuilt(state, groups=[*state.groups, phantom_group("g3", "u4")])
+    assert "no_phantom" not in broken_names(history, state)
+    state = rebuilt(state, groups=[*state.groups, phantom_group("g4", "u4")])
+    assert "no_phantom" in broken_names(history, state)  # one unknown request, two groups
+
+
+def keyless_claims(user: str, n: int) -> list[dict[str, Any]]:
+    return [{"claim_id": f"cz{user}{i}", "coupon_id": "c1", "user_id": user,
+             "claimed_at": NOW - 91, "order_id": None} for i in range(n)]
+
+
+def test_an_unknown_claim_that_took_effect_twice_is_caught_without_keys() -> None:
+    rules = Rules(stock=RULES.stock, per_user_limit=2, coupons={"c1": (5, 3)},
+                  failure_policy="refund", min_size=2, top_size=3)
+    history, state = good_run()
+    history += [rec("z1", "claim", "unknown", key="kz1", coupon_id="c1", code="timeout"),
+                rec("z1", "claim", "fail", key="kz2", coupon_id="c1", status=409,
+                    code="coupon_exhausted")]
+    state = rebuilt(state, claims=[*state.claims, *keyless_claims("z1", 2)])
+    state.ledger["coupons"]["c1"].update(pool=5, per_user=3)
+    report = check(history, state, rules, expiry_ran=True)
+    broken = {r.name: r for r in report.broken}
+    assert "unknown_outcomes" in broken and "idempotency" in broken, report.to_text()
+    assert "z1" in broken["unknown_outcomes"].counterexamples[0]
+    note = next(r.note for r in report.results if r.name == "unknown_outcomes")
+    assert "checked per user and coupon only" in note
+    # One claim from the one unknown request is fine.
+    state = rebuilt(state, claims=[*state.claims[:1], *keyless_claims("z1", 1)])
+    state.ledger["coupons"]["c1"].update(pool=5, per_user=3)
+    assert not check(history, state, rules, expiry_ran=True).broken
+
+
+def test_a_reserve_that_queued_past_a_release_is_not_an_oversell() -> None:
+    """Overload: u2's reserve took its clock at +7.5 s, waited for the lock, and committed
+    after u1's cancel (+10 s) freed the only unit; its answer came at +10.03 s. Correct."""
+    t = NOW - 50
+    rules = Rules(stock={"tea": 1}, per_user_limit=1)
+    o1 = order("o1", "u1", "tea", "cancelled", "k1")
+    o1["movements"] = [{"kind": "reserve", "quantity": 1, "at": t},
+                       {"kind": "release", "quantity": 1, "at": t + 10}]
+    o2 = order("o2", "u2", "tea", "paid", "k2")
+    o2["movements"] = [{"kind": "reserve", "quantity": 1, "at": t + 7.5}]
+    history = [rec("u1", "reserve", key="k1", sku_id="tea", order_id="o1", start=t,
+                   end=t + 0.01),
+               rec("u2", "reserve", key="k2", sku_id="tea", order_id="o2", start=t + 7.5,
+                   end=t + 10.03),
+               rec("u1", "cancel", order_id="o1", start=t + 10, end=t + 10.02),
+               rec("u2", "pay", order_id="o2", start=t + 11, end=t + 11.01)]
+    ledger = {"now": NOW, "skus": {"tea": {"initial": 1, "available": 0, "reserved": 0,
+                                           "sold": 1, "released": 1, "refunded": 0}},
+              "orders": {"reserved": 0, "paid": 1, "cancelled": 1, "expired": 0,
+                         "refunded": 0}}
+    state = FinalState(ledger, [o1, o2])
+    assert not check(history, state, rules, expiry_ran=True).broken
+    # Had the answer come before the release, the unit really was held twice.
+    history[1]["end"] = t + 7.6
+    assert "no_oversell" in {r.name for r in check(history, state, rules).broken}

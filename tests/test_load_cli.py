@@ -176,3 +176,83 @@ def test_demo_simulates_then_load_tests_with_the_simulated_curve(tmp_path: Path)
     assert len(rates) == len(simulated)
     assert max(rates) == pytest.approx(peak)
     assert rates == pytest.approx([peak * a / max(simulated) for a in simulated])
+
+
+@pytest.mark.slow
+def test_a_reused_output_folder_does_not_mix_the_previous_run_in(tmp_path: Path) -> None:
+    """Two runs into one folder (scenario path relative to the repo): the second checks only
+    its own history, and plan.json / summary.json name the scenario and store absolutely."""
+    exe = Path(sys.executable).parent / "groupbuy"
+    out = tmp_path / "run"
+    for _ in range(2):
+        proc = subprocess.run([str(exe), "loadtest", "scenarios/flash_sale.toml", "--duration",
+                               "2", "--out", str(out)], capture_output=True, text=True,
+                              timeout=90, env=ENV, cwd=ROOT)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    history = [json.loads(line) for line in (out / "history.jsonl").open()]
+    assert len({(r["worker"], r["arrival"]) for r in history}) == summary["arrivals"]["started"]
+    assert summary["arrivals"]["processes"] == 1
+    assert summary["scenario"] == str(SCENARIOS / "flash_sale.toml")
+    assert summary["store"] == f"sqlite:///{out / 'server.sqlite3'}"
+    assert json.loads((out / "plan.json").read_text())["scenario"] == str(
+        SCENARIOS / "flash_sale.toml")
+
+
+def test_stale_run_files_are_cleared(tmp_path: Path) -> None:
+    from loadtests.harness import clear_stale_run_files
+
+    for name in ("history-0.jsonl", "history-3.jsonl", "history.jsonl", "arrivals-0.json",
+                 "plan.json", "server.sqlite3"):
+        (tmp_path / name).write_text("{}")
+    gone = {p.name for p in clear_stale_run_files(tmp_path)}
+    assert gone == {"history-0.jsonl", "history-3.jsonl", "history.jsonl", "arrivals-0.json"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json", "server.sqlite3"]
+
+
+def arrivals(**kw: float) -> dict[str, float]:
+    a = {"processes": 1, "scheduled": 245, "started": 245, "late": 0, "dropped": 0,
+         "unfinished": 0, "seconds": 8.0, "target_rate": 245 / 8, "achieved_rate": 245 / 8}
+    a.update(kw)
+    return a
+
+
+def test_dropped_late_or_slow_arrivals_fail_the_run() -> None:
+    from campaign.load import Checks
+    from loadtests.metrics import threshold_problems
+
+    figures = {"requests": 10, "errors": 0, "error_rate": 0.0, "throughput": 5.0,
+               "p95_ms": 1.0, "p99_ms": 1.0}
+    checks = Checks()
+    assert threshold_problems(checks, figures, arrivals()) == []
+    # The reviewer's run: max_in_flight 2, 85 started of 245, 160 dropped.
+    got = threshold_problems(checks, figures, arrivals(started=85, dropped=160,
+                                                        achieved_rate=85 / 8))
+    assert any("160 of 245 scheduled arrivals dropped > max_dropped 0" in p for p in got), got
+    assert any("achieved arrival rate" in p and "5% below the target" in p for p in got), got
+    late = threshold_problems(checks, figures, arrivals(late=10, achieved_rate=235 / 8))
+    assert any("10 of 245 started arrivals late" in p for p in late), late
+    # Within the tolerances: 2 of 245 late (0.8%) is fine.
+    assert threshold_problems(checks, figures, arrivals(late=2, achieved_rate=243 / 8)) == []
+    # Tolerances are [checks] keys.
+    loose = Checks(max_dropped=200, max_late_share=0.5, max_rate_shortfall=0.9)
+    assert threshold_problems(loose, figures, arrivals(started=85, dropped=160,
+                                                       achieved_rate=85 / 8)) == []
+
+
+def test_threshold_messages_never_contradict_themselves() -> None:
+    import math
+
+    from campaign.load import Checks
+    from loadtests.metrics import threshold_problems
+
+    figures = {"requests": 100000, "errors": 1001, "error_rate": 1001 / 100000,
+               "throughput": 99.99, "p95_ms": 2000.4, "p99_ms": math.nan}
+    got = threshold_problems(Checks(max_error_rate=0.01, p95_ms=2000, p99_ms=2000,
+                                    min_throughput=100), figures)
+    text = "\n".join(got)
+    assert "error rate 1.001% > max_error_rate 1.000%" in text, text
+    assert "p95 latency from intended start 2000.400 ms > p95_ms 2000" in text, text
+    assert "p99 latency from intended start no requests > p99_ms 2000" in text, text
+    assert "nan" not in text
+    assert "throughput 99.9900 req/s < min_throughput 100" in text, text

@@ -519,3 +519,118 @@ async def test_unsafe_store_says_what_it_is(tmp_path) -> None:
     async with running_lab(f"unsafe:///{tmp_path}/u.sqlite3") as lab:
         h = (await lab.client.get("/v1/health")).json()
         assert h["store"] == "unsafe" and h["safe"] is False and "oversell" in h["warning"]
+
+
+# -- regressions -----------------------------------------------------------------------------
+
+async def test_paying_after_the_group_deadline_fails_the_group_first(lab: Lab) -> None:
+    # no expiry pass ran at the deadline: the late payment must not count toward completion
+    await lab.load(group_window_seconds=60, payment_timeout_seconds=HOUR)
+    r = (await lab.open_group("lead")).json()
+    gid, lead = r["group"]["group_id"], r["order"]
+    o2 = (await lab.reserve("m2", sku="grp", group_id=gid)).json()
+    assert (await lab.pay("lead", lead["order_id"])).status_code == 200
+    lab.clock.advance(60.005)
+    r = await lab.pay("m2", o2["order_id"])
+    assert r.status_code == 409 and code(r) == "order_closed", r.text
+    view = (await lab.client.get(f"/v1/groups/{gid}")).json()
+    assert view["status"] == "failed" and view["tier_reached"] is None
+    o = (await lab.as_user("m2", "GET", f"/v1/orders/{o2['order_id']}")).json()
+    assert o["status"] == "cancelled" and o["movements"][-1]["kind"] == "release"
+    o = (await lab.as_user("lead", "GET", f"/v1/orders/{lead['order_id']}")).json()
+    assert o["status"] == "refunded"
+    led = await lab.ledger()
+    assert led["groups"]["failed"] == 1 and led["groups"]["leader_rewards"] == 0
+    assert_conserved(led)
+    r = await lab.pay("m2", o2["order_id"])  # and stays closed
+    assert r.status_code == 409 and code(r) == "order_closed"
+    r = await lab.reserve("m3", sku="grp", group_id=gid)
+    assert r.status_code == 409 and code(r) == "group_closed"
+
+
+async def test_non_ascii_bearer_token_is_401(lab: Lab) -> None:
+    good = await lab.token("alice")
+    for token in ("\u00e9", good + "\u00e9", "alice.\u00e9"):
+        auth = f"Bearer {token}".encode("latin-1")
+        for method, path in (("GET", "/v1/admin/ledger"), ("POST", "/v1/orders/o-1/pay"),
+                             ("GET", "/v1/orders/o-1")):
+            r = await lab.client.request(method, path, headers={"Authorization": auth})
+            assert r.status_code == 401 and code(r) == "unauthorized", (token, path, r.text)
+
+
+@pytest.mark.parametrize("path", ["/v1/admin/orders", "/v1/admin/groups",
+                                  "/v1/admin/coupon-claims"])
+@pytest.mark.parametrize("param", ["after", "limit"])
+async def test_unicode_digits_in_export_queries_are_422(lab: Lab, path: str, param: str) -> None:
+    for value in ("\u00b2", "\u0663", "1\u00b2"):
+        r = await lab.admin("GET", path, params={param: value})
+        assert r.status_code == 422 and code(r) == "invalid", (value, r.text)
+
+
+async def test_invalid_store_refusals_do_not_record_the_key(lab: Lab) -> None:
+    r = await lab.as_user("u1", "POST", "/v1/orders", key="q",
+                          json={"sku_id": "hot", "quantity": 3})  # above the per-user limit
+    assert r.status_code == 422 and code(r) == "invalid"
+    r = await lab.as_user("u1", "POST", "/v1/orders", key="q",
+                          json={"sku_id": "hot", "quantity": 1})
+    assert r.status_code == 201, r.text
+    gid = (await lab.open_group("lead")).json()["group"]["group_id"]
+    r = await lab.as_user("u2", "POST", "/v1/orders", key="j",
+                          json={"sku_id": "hot", "quantity": 1, "group_id": gid})
+    assert r.status_code == 422 and code(r) == "invalid"
+    r = await lab.as_user("u2", "POST", "/v1/orders", key="j",
+                          json={"sku_id": "grp", "quantity": 1, "group_id": gid})
+    assert r.status_code == 201, r.text
+
+
+async def test_expired_orders_do_not_hold_the_limit_or_group_seats(lab: Lab) -> None:
+    assert (await lab.reserve("u1", quantity=2)).status_code == 201
+    gid = (await lab.open_group("lead")).json()["group"]["group_id"]
+    for user in ("m2", "m3"):
+        assert (await lab.reserve(user, sku="grp", group_id=gid)).status_code == 201
+    lab.clock.advance(15 * 60 + 1)  # every reservation is past expires_at, none released yet
+    r = await lab.reserve("u1", quantity=1)
+    assert r.status_code == 201, r.text
+    r = await lab.reserve("m4", sku="grp", group_id=gid)
+    assert r.status_code == 201, r.text
+    assert_conserved(await lab.ledger())
+
+
+@pytest.mark.parametrize("path", ["/v1/skus/hot%0A", "/v1/orders/o-1%0A",
+                                  "/v1/groups/g-1%0A"])
+async def test_ids_with_a_trailing_newline_are_422(lab: Lab, path: str) -> None:
+    r = await lab.admin("GET", path)
+    assert r.status_code == 422 and code(r) == "invalid", r.text
+
+
+def test_user_token_ids_with_a_trailing_newline_are_refused() -> None:
+    from reference_server.auth import user_from_token, user_token
+    assert user_from_token("s", user_token("s", "alice\n")) is None
+    assert user_from_token("s", user_token("s", "alice")) == "alice"
+
+
+@pytest.mark.parametrize("body", [b'{"x": 1}', b"not json", b"[]", b"null", b'{"coupon": 1}'])
+async def test_claim_body_must_be_empty_or_an_empty_object(lab: Lab, body: bytes) -> None:
+    r = await lab.as_user("u1", "POST", "/v1/coupons/c10/claim", key="c", content=body)
+    assert r.status_code == 422 and code(r) == "invalid", r.text
+    r = await lab.as_user("u1", "POST", "/v1/coupons/c10/claim", key="c", content=b"{}")
+    assert r.status_code == 201, r.text
+
+
+@pytest.mark.postgres
+async def test_postgres_key_race_on_unique_user_key_is_in_flight(postgres_url: str) -> None:
+    from reference_server.errors import ApiError
+
+    def twice(tx) -> None:
+        for _ in range(2):
+            tx.run("INSERT INTO claims (claim_id, coupon_id, user_id, idempotency_key, "
+                   "claimed_at) VALUES (?, 'c10', 'u1', 'k', 0)", secrets.token_hex(4))
+
+    url, schema = fresh_postgres(postgres_url)
+    try:
+        async with running_lab(url) as lab:
+            with pytest.raises(ApiError) as err:
+                await lab.store._call(twice)
+            assert err.value.code == "in_flight"
+    finally:
+        drop_postgres_schema(postgres_url, schema)

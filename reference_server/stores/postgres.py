@@ -37,7 +37,7 @@ def split_schema(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     query = parse_qsl(parts.query)
     schema = next((v for k, v in query if k == "schema"), "groupbuy")
-    if not SCHEMA_NAME.match(schema):
+    if not SCHEMA_NAME.fullmatch(schema):
         raise ValueError(f"{url}: schema must be a lower-case SQL identifier")
     rest = urlencode([(k, v) for k, v in query if k != "schema"])
     return urlunsplit(parts._replace(scheme="postgresql", query=rest)), schema
@@ -120,6 +120,13 @@ class PostgresStore(SqlStore):
                     if deferred is not None:
                         raise deferred
                     return out
+            except pgerrors.UniqueViolation as exc:
+                # A request taking over a stale in-flight key raced the still-running first
+                # one and lost on UNIQUE (user_id, idempotency_key): that request is in flight.
+                if (exc.diag.constraint_name or "").endswith("_user_id_idempotency_key_key"):
+                    raise ApiError("in_flight", "a request with this Idempotency-Key is in "
+                                   "progress") from None
+                raise
             except (pgerrors.DeadlockDetected, pgerrors.SerializationFailure):
                 if attempt == RETRIES - 1:
                     raise StoreUnavailable("PostgreSQL: repeated deadlocks") from None

@@ -42,7 +42,7 @@ def split_prefix(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     query = parse_qsl(parts.query)
     prefix = next((v for k, v in query if k == "prefix"), "groupbuy")
-    if not PREFIX.match(prefix):
+    if not PREFIX.fullmatch(prefix):
         raise ValueError(f"{url}: prefix must be 1-64 letters, digits, _ . -")
     rest = urlencode([(k, v) for k, v in query if k != "prefix"])
     return urlunsplit(parts._replace(query=rest)), prefix

@@ -373,6 +373,14 @@ def _pay(tx: Tx, order_id: str, user_id: str | None, now: float) -> dict[str, An
     if float(row["expires_at"]) <= now:
         _release(tx, row, "expired", now)
         raise Deferred(ApiError("order_closed", f"order {order_id} expired unpaid"))
+    if row["group_id"]:  # the group is locked (`_locked_order`)
+        g = tx.one("SELECT * FROM groups WHERE group_id = ?", row["group_id"])
+        assert g is not None
+        if g["status"] == "open" and float(g["deadline"]) <= now:
+            # too late to count: the group closes as of its deadline (releasing this order)
+            _close_group(tx, sale, g, now)
+            raise Deferred(ApiError("order_closed", f"order {order_id}: group "
+                                    f"{row['group_id']} passed its deadline"))
     q = int(row["quantity"])
     tx.run("UPDATE orders SET status = 'paid', paid_at = ? WHERE order_id = ?", now, order_id)
     tx.run("UPDATE skus SET reserved = reserved - ?, sold = sold + ? WHERE sku_id = ?",
