@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -26,3 +27,22 @@ def run_dir(scenario: str | Path, out: str | Path | None, kind: str = "") -> Pat
         path = RESULTS / f"{name}-{stamp}"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def number(kind: type[int] | type[float], minimum: float, *,
+           exclusive: bool = False) -> Callable[[str], int | float]:
+    """argparse type: an int or float of at least `minimum` (more than it, if `exclusive`);
+    argparse turns the error into one line and exit code 2."""
+    noun = "whole number" if kind is int else "number"
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {noun}: {text!r}") from None
+        if value < minimum or (exclusive and value == minimum):
+            bound = "more than" if exclusive else "at least"
+            raise argparse.ArgumentTypeError(f"must be {bound} {minimum:g} (got {text})")
+        return value
+
+    return parse

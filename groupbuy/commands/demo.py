@@ -6,18 +6,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from groupbuy.commands._common import DEFAULT_SCENARIO, add_scenario_arg, run_dir
-from groupbuy.commands.simulate import positive_int, seed_int
+from groupbuy.commands._common import DEFAULT_SCENARIO, add_scenario_arg, number, run_dir
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the whole pipeline: simulate, serve (SQLite), load-test "
                        "with the simulated arrivals, check")
     add_scenario_arg(p, nargs="?")
-    p.add_argument("--replications", "-n", type=positive_int, default=5,
+    p.add_argument("--replications", "-n", type=number(int, 1), default=5,
                    help="simulation replications (default 5)")
-    p.add_argument("--seed", type=seed_int, default=1, help="random seed (default 1)")
-    p.add_argument("--workers", type=positive_int, default=2,
+    p.add_argument("--seed", type=number(int, 0), default=1, help="random seed (default 1)")
+    p.add_argument("--workers", type=number(int, 1), default=2,
                    help="server worker processes (default 2)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="output folder (default results/<scenario>-demo-<timestamp>)")

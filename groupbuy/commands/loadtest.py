@@ -9,21 +9,9 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from groupbuy.commands._common import add_scenario_arg, run_dir
+from groupbuy.commands._common import add_scenario_arg, number, run_dir
 
 STORE_SCHEMES = ("sqlite", "postgresql", "postgres", "redis", "rediss", "unsafe")
-
-
-def _positive(kind: type) -> object:
-    def parse(text: str) -> float | int:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a {kind.__name__}: {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be more than 0 (got {text})")
-        return value
-    return parse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,16 +21,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", metavar="URL", default=None, help="store of the server started "
                    "for the run (default: a fresh SQLite file in the results folder); "
                    "e.g. postgresql://…?schema=s, redis://…?prefix=p, unsafe:///path")
-    p.add_argument("--workers", type=_positive(int), default=2,
+    p.add_argument("--workers", type=number(int, 0, exclusive=True), default=2,
                    help="server worker processes (default 2)")
     p.add_argument("--host", metavar="URL", default=None, help="test this running server "
                    "instead of starting one (needs --admin-token or GROUPBUY_ADMIN_TOKEN)")
     p.add_argument("--admin-token", default=None, help="admin token of the --host server")
-    p.add_argument("--duration", type=_positive(float), metavar="S", default=None,
+    p.add_argument("--duration", type=number(float, 0, exclusive=True), metavar="S", default=None,
                    help="squeeze or stretch the arrival schedule to S seconds")
-    p.add_argument("--rate-scale", type=_positive(float), metavar="X", default=1.0,
+    p.add_argument("--rate-scale", type=number(float, 0, exclusive=True), metavar="X", default=1.0,
                    help="multiply every arrival rate by X (default 1)")
-    p.add_argument("--processes", type=_positive(int), metavar="P", default=1,
+    p.add_argument("--processes", type=number(int, 0, exclusive=True), metavar="P", default=1,
                    help="Locust load processes (default 1; > 1 runs Locust distributed)")
     p.add_argument("--arrivals", metavar="CSV", default=None, help="arrivals.csv a simulation "
                    "wrote (for [load] arrivals = 'simulation'; default: the scenario's own "

@@ -4,35 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from groupbuy.commands._common import add_scenario_arg, run_dir
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer of at least 1 (argparse turns the error into exit code 2)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
-    return value
-
-
-def seed_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more (got {value})")
-    return value
+from groupbuy.commands._common import add_scenario_arg, number, run_dir
 
 
 def add_run_options(p: argparse.ArgumentParser, default_out: str) -> None:
     """--replications, --seed and --out, shared with `groupbuy compare`."""
-    p.add_argument("--replications", "-n", metavar="N", type=positive_int, default=20,
+    p.add_argument("--replications", "-n", metavar="N", type=number(int, 1), default=20,
                    help="independent replications (default 20)")
-    p.add_argument("--seed", type=seed_int, default=1,
+    p.add_argument("--seed", type=number(int, 0), default=1,
                    help="random seed; the same seed gives the same numbers (default 1)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help=f"output folder (default {default_out})")
