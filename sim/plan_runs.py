@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from campaign.scenario import Scenario, parse_scenario
 from sim.executor import Executor
+from sim.model import child_seed
 
 Model = Callable[[Scenario, np.random.SeedSequence], Mapping[str, float]]
 
@@ -30,8 +31,8 @@ def simulate_kpis(scenario: Scenario, seed: np.random.SeedSequence) -> dict[str,
 
 
 def replication_seed(seed: int, replication: int) -> np.random.SeedSequence:
-    """`SeedSequence(seed).spawn(R)[replication]` for any R > replication, without spawning."""
-    return np.random.SeedSequence(seed, spawn_key=(replication,))
+    """The seed of replication `replication`, the same one `sim.replicate` uses."""
+    return child_seed(seed, replication)
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,13 @@ import numpy as np
 from tqdm import tqdm
 
 from campaign.scenario import Scenario
-from sim.model import RunResult, simulate_once
+from sim.model import RunResult, child_seeds, simulate_once
 
 
 def replication_seeds(seed: int, replications: int) -> list[np.random.SeedSequence]:
     """Replication i's seed: `SeedSequence(seed).spawn(replications)[i]`. Two scenarios run
     with the same seed share each replication's random streams (common random numbers)."""
-    return np.random.SeedSequence(seed).spawn(replications)
+    return child_seeds(seed, replications)
 
 
 def replicate(scenario: Scenario, replications: int, seed: int, *, progress: bool = False,

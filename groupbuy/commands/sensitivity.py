@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from campaign.scenario import read_scenario_data
-from groupbuy.commands._common import add_scenario_arg, run_dir
+from groupbuy.commands._common import add_scenario_arg, number, run_dir
 from groupbuy.commands.sweep import add_executor_args, open_executor
 
 
@@ -18,12 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=lo:hi",
                    help="a dotted scenario key and its range; repeatable")
     p.add_argument("--method", choices=("sobol", "morris"), default="sobol")
-    p.add_argument("--samples", type=int, default=64, metavar="N",
+    p.add_argument("--samples", type=number(int, 1), default=64, metavar="N",
                    help="Sobol: base samples, a power of two (runs N x (params + 2)); "
                         "Morris: trajectories (runs N x (params + 1))")
-    p.add_argument("--replications", type=int, default=1, metavar="R",
+    p.add_argument("--replications", type=number(int, 1), default=1, metavar="R",
                    help="runs averaged per sample point (common random numbers)")
-    p.add_argument("--seed", type=int, default=1, metavar="S")
+    p.add_argument("--seed", type=number(int, 0), default=1, metavar="S")
     p.add_argument("--kpi", action="append", default=[], metavar="KPI",
                    help="KPI to plot (repeatable; every KPI is in indices.csv)")
     add_executor_args(p)
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from sim import KPI_NAMES
     from sim.plan_params import check_kpi, parse_param
-    from sim.sensitivity import plan_sensitivity, run_sensitivity
+    from sim.sensitivity import DEFAULT_PLOT_KPIS, plan_sensitivity, run_sensitivity
 
     data = read_scenario_data(args.scenario)
     params = [parse_param(p, "--param") for p in args.param]
@@ -53,8 +53,7 @@ def run(args: argparse.Namespace) -> int:
               "indices were computed", file=sys.stderr)
         return 1
     first, total = ("S1", "ST") if args.method == "sobol" else ("mu_star", "sigma")
-    shown = kpis or sorted({r["kpi"] for r in result.rows} & {
-        "gross_profit", "profit", "group_completion_rate", "subsidy_spent"})
+    shown = kpis or sorted({r["kpi"] for r in result.rows} & set(DEFAULT_PLOT_KPIS))
     print(f"{args.method}: {result.points} sample points x {args.replications} replication(s)")
     fmt = "{:.3f}" if args.method == "sobol" else "{:.4g}"  # Sobol indices are shares, 0..1
     second_head = total + (" ± 95%" if args.method == "sobol" else "")

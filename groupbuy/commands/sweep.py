@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from campaign.scenario import read_scenario_data
 from groupbuy.cli import UsageError
-from groupbuy.commands._common import add_scenario_arg, run_dir
+from groupbuy.commands._common import add_scenario_arg, number, run_dir
 
 if TYPE_CHECKING:
     from sim.executor import Executor
@@ -19,7 +19,7 @@ def add_executor_args(p: argparse.ArgumentParser) -> None:
     """`--executor local|dask://HOST:PORT` and `--jobs J` (shared by sweep, tune, sensitivity)."""
     p.add_argument("--executor", default="local", metavar="local|dask://HOST:PORT",
                    help="where runs execute: local processes (default) or a Dask scheduler")
-    p.add_argument("--jobs", type=int, default=None, metavar="J",
+    p.add_argument("--jobs", type=number(int, 1), default=None, metavar="J",
                    help="local processes (default: all cores; 1 runs in this process)")
 
 
@@ -40,9 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2,…|KEY=lo:hi",
                    help="a dotted scenario key and its values (grid) or range (lhs); repeatable")
     p.add_argument("--design", choices=("grid", "lhs"), default="grid")
-    p.add_argument("--samples", type=int, default=20, metavar="N", help="points for lhs")
-    p.add_argument("--replications", type=int, default=5, metavar="R")
-    p.add_argument("--seed", type=int, default=1, metavar="S")
+    p.add_argument("--samples", type=number(int, 1), default=20, metavar="N", help="points for lhs")
+    p.add_argument("--replications", type=number(int, 1), default=5, metavar="R")
+    p.add_argument("--seed", type=number(int, 0), default=1, metavar="S")
     p.add_argument("--constraint", action="append", default=[], metavar="KPI>=X",
                    help="feasibility rule on KPI means, e.g. group_completion_rate>=0.6")
     p.add_argument("--kpi", action="append", default=[], metavar="KPI",

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from campaign.scenario import read_scenario_data
-from groupbuy.commands._common import RESULTS, add_scenario_arg, run_dir
+from groupbuy.commands._common import RESULTS, add_scenario_arg, number, run_dir
 from groupbuy.commands.sweep import add_executor_args, open_executor
 
 if TYPE_CHECKING:
@@ -27,13 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="KPI to maximise (default) or minimise; give two for a Pareto front")
     p.add_argument("--constraint", action="append", default=[], metavar="KPI>=X",
                    help="a trial is feasible only if its KPI means meet every constraint")
-    p.add_argument("--trials", type=int, default=40, metavar="N",
+    p.add_argument("--trials", type=number(int, 1), default=40, metavar="N",
                    help="trials in the study in total (a resumed study runs the missing ones)")
-    p.add_argument("--replications", type=int, default=3, metavar="R",
+    p.add_argument("--replications", type=number(int, 1), default=3, metavar="R",
                    help="replications per trial (common random numbers)")
-    p.add_argument("--fresh-replications", type=int, default=10, metavar="F",
+    p.add_argument("--fresh-replications", type=number(int, 1), default=10, metavar="F",
                    help="fresh replications to re-estimate the best point")
-    p.add_argument("--seed", type=int, default=1, metavar="S")
+    p.add_argument("--seed", type=number(int, 0), default=1, metavar="S")
     p.add_argument("--study", default=None, metavar="NAME",
                    help="study name (default: scenario-objectives); stored in "
                         "results/tuning/NAME.db")
