@@ -20,7 +20,6 @@ import secrets
 import shutil
 import socket
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,8 @@ from pathlib import Path
 import httpx
 from _results import write_results
 from tqdm import tqdm
+
+from loadtests.metrics import percentile
 
 REPO = Path(__file__).resolve().parents[1]
 EXE = str(Path(sys.executable).parent / "groupbuy")
@@ -85,10 +86,9 @@ class Run:
     latencies: list[float] = field(default_factory=list)
 
     def summary(self, seconds: float) -> dict[str, float]:
-        lat = sorted(self.latencies) or [float("nan")]
-        return {"per_s": self.ops / seconds, "p50_ms": 1000 * statistics.median(lat),
-                "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))],
-                "errors": self.errors}
+        return {"per_s": self.ops / seconds,
+                "p50_ms": 1000 * percentile(self.latencies, 50),
+                "p99_ms": 1000 * percentile(self.latencies, 99), "errors": self.errors}
 
 
 async def _measure(port: int, tokens: list[str], seconds: float, concurrency: int,

@@ -52,16 +52,13 @@ class AdminClient:
         return self._call("GET", "/v1/health")
 
     def load_sale(self, campaign: dict[str, Any], *, payment_timeout_seconds: float | None = None,
-                  group_window_seconds: float | None = None,
-                  start: float | None = None) -> dict[str, Any]:
+                  group_window_seconds: float | None = None) -> dict[str, Any]:
         """POST /v1/admin/sale: load the campaign (the scenario's raw [campaign] table)."""
         body: dict[str, Any] = {"campaign": campaign}
         if payment_timeout_seconds is not None:
             body["payment_timeout_seconds"] = payment_timeout_seconds
         if group_window_seconds is not None:
             body["group_window_seconds"] = group_window_seconds
-        if start is not None:
-            body["start"] = start
         return self._call("POST", "/v1/admin/sale", json=body)
 
     def user_tokens(self, user_ids: list[str]) -> dict[str, str]:

@@ -355,7 +355,7 @@ def check_no_phantom(history: list[dict[str, Any]], state: FinalState) -> Result
                  "was not refused")
     creates: dict[tuple[str, str], list[str]] = defaultdict(list)
     requests: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    claim_keys: dict[tuple[str, str], set[str]] = defaultdict(set)
+    claim_keys = _claim_keys(history)
     paid_sent: set[str] = set()
     opened: dict[str, list[str]] = defaultdict(list)
     for r in history:
@@ -364,8 +364,6 @@ def check_no_phantom(history: list[dict[str, Any]], state: FinalState) -> Result
             creates[(r.get("user"), r.get("key"))].append(outcome)
             if outcome != "fail":
                 requests[(r.get("user"), r.get("key"))].append(r)
-        if op == "claim" and outcome in ("ok", "unknown"):
-            claim_keys[(r.get("user"), r.get("coupon_id"))].add(r.get("key"))
         if op == "pay" and outcome in ("ok", "unknown"):
             paid_sent.add(r.get("order_id"))
         if op == "open_group":
@@ -512,11 +510,12 @@ def check_per_user_limits(rules: Rules, state: FinalState,
                        f"{rules.per_user_limit})")
     # Over time too: a user may have held too many for a while and given some back since.
     acked = ack_times(history)
-    pairs = sorted({(o.get("user_id"), o.get("sku_id")) for o in state.orders},
-                   key=lambda p: (str(p[0]), str(p[1])))
-    for user, sku_id in pairs:
+    by_pair: defaultdict[tuple[Any, Any], list[dict[str, Any]]] = defaultdict(list)
+    for o in state.orders:  # grouped once: scanning every order per pair is quadratic
+        by_pair[(o.get("user_id"), o.get("sku_id"))].append(o)
+    for user, sku_id in sorted(by_pair, key=lambda p: (str(p[0]), str(p[1]))):
         res.checked += 1
-        peak, when = peak_held(state.orders, sku_id, user, acked)
+        peak, when = peak_held(by_pair[(user, sku_id)], sku_id, user, acked)
         if peak > rules.per_user_limit and held[(user, sku_id)] <= rules.per_user_limit:
             res.broken(f"user {user} held {peak} unit(s) of {sku_id} for a while (limit "
                        f"{rules.per_user_limit}) at {when:.3f} (by their orders' movements)")

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import IO, Any
 
 OUTCOMES = ("ok", "fail", "unknown")
-WRITE_OPS = ("reserve", "join", "open_group", "pay", "cancel", "claim")
 CREATE_OPS = ("reserve", "join", "open_group")
 
 

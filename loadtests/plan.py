@@ -41,7 +41,6 @@ class Plan:
     max_in_flight: int = 2000
     payment_timeout: float = 4.0
     group_window: float = 8.0
-    group_top_size: int = 0
     prepared_at: float = field(default_factory=time.time)
 
     @property
@@ -95,7 +94,6 @@ def prepare_plan(host: str, admin_token: str, scenario_path: str | Path, run_dir
         request_timeout=load.request_timeout_seconds,
         late_tolerance=load.late_tolerance_seconds, max_in_flight=load.max_in_flight,
         payment_timeout=load.payment_timeout_seconds, group_window=load.group_window_seconds,
-        group_top_size=c.groups.top_size if c.groups else 0,
     )
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     plan.save(Path(run_dir) / "plan.json")

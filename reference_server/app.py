@@ -48,7 +48,7 @@ log = logging.getLogger("reference_server")
 
 MAX_BODY_BYTES = 1_000_000
 MAX_TOKENS_PER_CALL = 10_000
-ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+ID = USER_ID  # SKU, order, group and coupon ids follow the user-id pattern
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 Ident = Annotated[str, Field(pattern=ID.pattern)]
 M = TypeVar("M", bound=BaseModel)

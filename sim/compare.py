@@ -10,7 +10,7 @@ from pathlib import Path
 from campaign.scenario import Scenario
 from sim.model import KPI_NAMES, RunResult
 from sim.replicate import replicate
-from sim.stats import KpiSummary, paired_differences, summarize
+from sim.stats import CONFIDENCE, KpiSummary, paired_differences, summarize
 
 
 @dataclass
@@ -60,6 +60,6 @@ def write_comparison(out_dir: Path, cmp: Comparison, path_a: str, path_b: str) -
     json_path.write_text(json.dumps({
         "a": {"path": path_a, "name": cmp.a.campaign.name},
         "b": {"path": path_b, "name": cmp.b.campaign.name},
-        "seed": cmp.seed, "replications": len(cmp.a_results), "confidence": 0.95,
+        "seed": cmp.seed, "replications": len(cmp.a_results), "confidence": CONFIDENCE,
         "common_random_numbers": True, "kpis": rows}, indent=2) + "\n")
     return [json_path, csv_path]

@@ -81,7 +81,6 @@ class Recording:
 
     arrivals: np.ndarray
     """Per minute: first-time arrivals plus invitee arrivals."""
-    first_arrivals: np.ndarray
     reservations: np.ndarray
     payments: np.ndarray
     open_groups: np.ndarray
@@ -168,6 +167,12 @@ class _Group:
     opened: float
     members: list[_Order] = field(default_factory=list)
     open: bool = True
+
+
+def sale_minutes(duration_hours: float) -> int:
+    """Minutes in a sale of this many hours (a started minute counts): the length of every
+    per-minute series, timeseries.csv and arrivals.csv alike."""
+    return max(1, math.ceil(duration_hours * 60 - 1e-9))
 
 
 def child_seed(seed: int | np.random.SeedSequence, k: int) -> np.random.SeedSequence:
@@ -533,7 +538,7 @@ class _Campaign:
 
     def run(self) -> RunResult:
         times, candidates = self.arrival_candidates()
-        minutes = max(1, math.ceil(self.duration * 60 - 1e-9))
+        minutes = sale_minutes(self.duration)
         open_groups = np.zeros(minutes)
         stock = np.zeros((minutes, len(self.available)))
         self.env.process(self.arrivals(candidates))
@@ -548,9 +553,8 @@ class _Campaign:
                 idx = np.minimum((np.asarray(ts, dtype=float) * 60).astype(np.int64), minutes - 1)
                 return np.bincount(idx, minlength=minutes).astype(float)
 
-            first = per_minute(times)
             recording = Recording(
-                arrivals=first + per_minute(self.invitee_times), first_arrivals=first,
+                arrivals=per_minute(times) + per_minute(self.invitee_times),
                 reservations=per_minute([t for t in self.reservation_times
                                          if t < self.duration]),
                 payments=per_minute([t for t in self.payment_times if t < self.duration]),

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from campaign.scenario import Scenario
-from sim.model import KPI_NAMES, Recording, RunResult
-from sim.stats import KpiSummary
+from sim.model import KPI_NAMES, Recording, RunResult, sale_minutes
+from sim.stats import CONFIDENCE, KpiSummary
 
 ARRIVALS_HEADER = ("minute", "start_hour", "rate_per_hour", "arrivals")
 TIMESERIES_HEADER = ("minute", "start_hour", "arrivals", "reservations", "paid_orders",
@@ -32,7 +32,7 @@ def minute_rates(scenario: Scenario) -> np.ndarray:
     """λ(t) per minute of the sale in arrivals per hour: the rate averaged over the minute
     (the exact rate whenever phases start on whole minutes)."""
     duration = scenario.campaign.duration_hours
-    minutes = max(1, math.ceil(duration * 60 - 1e-9))
+    minutes = sale_minutes(duration)
     out = np.zeros(minutes)
     for lo, hi, rate in scenario.arrival_rate_pieces():
         for m in range(int(lo * 60), min(minutes, math.ceil(hi * 60 - 1e-9))):
@@ -119,7 +119,7 @@ def write_summary_json(path: Path, *, scenario: Scenario, scenario_path: str, se
                      "expected_arrivals": scenario.expected_arrivals()},
         "seed": seed,
         "replications": len(results),
-        "confidence": 0.95,
+        "confidence": CONFIDENCE,
         "kpis": {k: s.as_dict() for k, s in summary.items()},
         "group_outcomes_per_replication": group_outcomes(recs) if recs else {},
         "sell_out_by_sku": sell_out_by_sku(scenario, recs) if recs else {},

@@ -10,8 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from groupbuy.commands._common import add_scenario_arg, number, run_dir
-
-STORE_SCHEMES = ("sqlite", "postgresql", "postgres", "redis", "rediss", "unsafe")
+from reference_server.stores import SCHEMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if args.host and args.store:
         raise UsageError("--store picks the store of a server the run starts; with --host "
                          "the server is already running")
-    if args.store and urlsplit(args.store).scheme not in STORE_SCHEMES:
+    if args.store and urlsplit(args.store).scheme not in SCHEMES:
         raise UsageError(f"--store: {args.store!r} is not a store URL; use sqlite:///path, "
                          "postgresql://…, redis://… or unsafe:///path")
     locustfile = Path(args.locustfile) if args.locustfile else None

@@ -6,7 +6,8 @@ from urllib.parse import urlsplit
 
 from reference_server.stores.base import Store
 
-SCHEMES = ("sqlite", "postgresql", "redis", "unsafe")
+SCHEMES = ("sqlite", "postgresql", "postgres", "redis", "rediss", "unsafe")
+"""Every URL scheme `store_from_url` accepts."""
 
 
 def store_from_url(url: str) -> Store:
