@@ -91,10 +91,7 @@ class RedisStore(Store):
         bodies, load = _scripts()
         self._scripts = {n: self._r.register_script(src) for n, src in bodies.items()}
         self._scripts["load"] = self._r.register_script(load)
-        try:
-            await self._r.ping()
-        except BACKEND_ERRORS as exc:
-            raise StoreUnavailable(f"Redis: {exc}") from exc
+        await self._r.ping()
 
     async def close(self) -> None:
         if self._r is not None:
@@ -106,16 +103,13 @@ class RedisStore(Store):
         """The current sale and its generation; the campaign JSON is re-read only when the
         sale's identity (generation, fingerprint, timing) changed."""
         key = f"{self.prefix}:sale"
-        try:
-            ident = tuple(await self.r.hmget(key, "gen", "fingerprint", "start",
-                                             "payment_timeout", "group_window"))
-            if ident[0] is None or ident[1] is None:
-                return None, None
-            if self._cached is not None and self._cached[0] == ident:
-                return self._cached[1], ident[0]
-            campaign = await self.r.hget(key, "campaign")
-        except BACKEND_ERRORS as exc:
-            raise StoreUnavailable(f"Redis: {exc}") from exc
+        ident = tuple(await self.r.hmget(key, "gen", "fingerprint", "start",
+                                         "payment_timeout", "group_window"))
+        if ident[0] is None or ident[1] is None:
+            return None, None
+        if self._cached is not None and self._cached[0] == ident:
+            return self._cached[1], ident[0]
+        campaign = await self.r.hget(key, "campaign")
         if campaign is None:
             return None, None
         sale = sale_from_record(campaign, float(ident[2]), float(ident[3]), float(ident[4]))
@@ -134,10 +128,7 @@ class RedisStore(Store):
         tiers = ",".join(str(t.size) for t in groups.tiers) if groups else ""
         policy = groups.failure_policy if groups else ""
         argv = [self.prefix, gen, _num(now), tiers, policy, *[str(a) for a in args]]
-        try:
-            out = await self._scripts[name](keys=[], args=argv)
-        except BACKEND_ERRORS as exc:
-            raise StoreUnavailable(f"Redis: {exc}") from exc
+        out = await self._scripts[name](keys=[], args=argv)
         if out[0] == "stale":
             raise _Stale()
         if out[0] == "err":
@@ -164,11 +155,8 @@ class RedisStore(Store):
     # -- set-up -----------------------------------------------------------------------------
     async def secret(self, proposed: str) -> str:
         key = f"{self.prefix}:secret"
-        try:
-            await self.r.set(key, proposed, nx=True)
-            return str(await self.r.get(key))
-        except BACKEND_ERRORS as exc:
-            raise StoreUnavailable(f"Redis: {exc}") from exc
+        await self.r.set(key, proposed, nx=True)
+        return str(await self.r.get(key))
 
     async def load_sale(self, record: SaleRecord, if_absent: bool) -> bool:
         sale = sale_from_record(record.campaign_json, record.start, record.payment_timeout,
@@ -182,12 +170,9 @@ class RedisStore(Store):
             args += [s.id, s.stock]
         for c in sale.rules.coupons:
             args += [c.id, c.pool, c.per_user]
-        try:
-            gen = await self._scripts["load"](keys=[], args=[str(a) for a in args])
-            if gen and old_gen is not None:
-                await self._drop_generation(old_gen)
-        except BACKEND_ERRORS as exc:
-            raise StoreUnavailable(f"Redis: {exc}") from exc
+        gen = await self._scripts["load"](keys=[], args=[str(a) for a in args])
+        if gen and old_gen is not None:
+            await self._drop_generation(old_gen)
         return bool(gen)
 
     async def _drop_generation(self, gen: str) -> None:
@@ -219,15 +204,9 @@ class RedisStore(Store):
         async with self.r.pipeline(transaction=True) as pipe:
             for sku_id in ids:
                 pipe.hgetall(self._k(gen, f"sku:{sku_id}"))
-            rows = await self._exec(pipe)
+            rows = await pipe.execute()
         return {i: {k: int(v) for k, v in row.items()} for i, row in zip(ids, rows, strict=True)
                 if row}
-
-    async def _exec(self, pipe: Any) -> list[Any]:
-        try:
-            return await pipe.execute()
-        except BACKEND_ERRORS as exc:
-            raise StoreUnavailable(f"Redis: {exc}") from exc
 
     # -- state changes ----------------------------------------------------------------------
     def _reserve_args(self, sale: Sale, req: ReserveRequest, now: float, order_id: str,
@@ -306,7 +285,7 @@ class RedisStore(Store):
         async with self.r.pipeline(transaction=True) as pipe:
             pipe.hgetall(self._k(gen, f"group:{group_id}"))
             pipe.lrange(self._k(gen, f"gorders:{group_id}"), 0, -1)
-            row, ids = await self._exec(pipe)
+            row, ids = await pipe.execute()
         return (row, list(ids)) if row else None
 
     async def ledger_counts(self) -> dict[str, Any]:
@@ -315,7 +294,7 @@ class RedisStore(Store):
             pipe.hgetall(self._k(gen, "counts"))
             for c in sale.rules.coupons:
                 pipe.hgetall(self._k(gen, f"coupon:{c.id}"))
-            counts, *coupons = await self._exec(pipe)
+            counts, *coupons = await pipe.execute()
         n = {k: int(v) for k, v in counts.items()}
         return {
             "coupons": {c.id: {k: int(row[k]) for k in ("pool", "issued", "per_user")}
@@ -341,7 +320,7 @@ class RedisStore(Store):
                 pipe.hgetall(self._k(gen, f"{single}:{i}"))
                 if kind == "groups":
                     pipe.lrange(self._k(gen, f"gorders:{i}"), 0, -1)
-            res = await self._exec(pipe)
+            res = await pipe.execute()
         if kind == "groups":
             rows = [dict(res[j], order_ids=list(res[j + 1])) for j in range(0, len(res), 2)]
         elif kind == "claims":
@@ -378,7 +357,8 @@ def _claim_row(row: dict[str, str]) -> dict[str, Any]:
 
 
 def _backend_errors_as_unavailable(cls: type) -> type:
-    """Wrap every public coroutine so a Redis outage is a 503, never a 500."""
+    """Wrap every public coroutine so a Redis outage is a 503, never a 500 (the private
+    helpers are only reached through them, so they need no handlers of their own)."""
     for name, fn in list(vars(cls).items()):
         if name.startswith("_") or not inspect.iscoroutinefunction(fn):
             continue
