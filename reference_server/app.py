@@ -210,10 +210,13 @@ def create_app(config: ServerConfig, clock: Callable[[], float] = time.time) -> 
             raise ApiError("forbidden", "this endpoint needs a user token, not the admin token")
         return user
 
-    async def read_json(request: Request) -> Any:
+    async def read_json(request: Request, *, required: bool = True) -> Any:
+        """The request's JSON body; an empty (or blank) body reads as {} when not `required`."""
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
             raise ApiError("too_large", f"body over {MAX_BODY_BYTES} bytes")
+        if not body.strip() and not required:
+            return {}
         if not body:
             raise ApiError("invalid", "a JSON body is required")
         try:
@@ -395,16 +398,8 @@ def create_app(config: ServerConfig, clock: Callable[[], float] = time.time) -> 
     async def claim(coupon_id: str, request: Request) -> Response:
         user = require_user(request)
         check_id("coupon_id", coupon_id)
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            raise ApiError("too_large", f"body over {MAX_BODY_BYTES} bytes")
-        if body.strip():
-            try:
-                data = json.loads(body, parse_constant=_no_constant)
-            except (ValueError, RecursionError):
-                raise ApiError("invalid", "the body is not valid JSON") from None
-            if data != {}:
-                raise ApiError("invalid", "the claim body must be empty or {}")
+        if await read_json(request, required=False) != {}:
+            raise ApiError("invalid", "the claim body must be empty or {}")
 
         async def act() -> dict[str, Any]:
             row = await store.claim_coupon(coupon_id, user, request.headers["idempotency-key"],
