@@ -316,9 +316,7 @@ def _reserve(tx: Tx, req: ReserveRequest, now: float,
            order_id, req.user_id, sku.id, q, req.group_id, req.coupon_id, req.idempotency_key,
            qt.amount, qt.list_amount, json.dumps(qt.by_outcome), now,
            now + sale.payment_timeout, json.dumps([movement("reserve", q, now)]))
-    row = tx.one("SELECT * FROM orders WHERE order_id = ?", order_id)
-    assert row is not None
-    return row
+    return _existing_order(tx, order_id)
 
 
 def _open_group(tx: Tx, req: ReserveRequest, now: float) -> tuple[dict, dict]:
@@ -361,18 +359,32 @@ def _locked_order(tx: Tx, row: dict[str, Any]) -> dict[str, Any]:
     return locked
 
 
-def _pay(tx: Tx, order_id: str, user_id: str | None, now: float) -> dict[str, Any]:
+def _still_reserved(tx: Tx, order_id: str, user_id: str | None, now: float,
+                    done: str) -> tuple[dict[str, Any], bool]:
+    """The caller's order, locked while it is still reserved and in time, with False; or the
+    order with True when it already has status `done` (pay and cancel are idempotent).
+    Any other state is `order_closed`; an order found past its deadline is expired first."""
     row = _owned_order(tx, order_id, user_id)
     if row["status"] == "reserved":
         row = _locked_order(tx, row)
+    if row["status"] == done:
+        return row, True
     if row["status"] == "paid":
-        return row
+        raise ApiError("order_closed", f"order {order_id} is paid; paid orders cannot be "
+                       "cancelled")
     if row["status"] != "reserved":
         raise ApiError("order_closed", f"order {order_id} is {row['status']}")
-    sale = _sale(tx)
     if float(row["expires_at"]) <= now:
         _release(tx, row, "expired", now)
         raise Deferred(ApiError("order_closed", f"order {order_id} expired unpaid"))
+    return row, False
+
+
+def _pay(tx: Tx, order_id: str, user_id: str | None, now: float) -> dict[str, Any]:
+    row, done = _still_reserved(tx, order_id, user_id, now, "paid")
+    if done:
+        return row
+    sale = _sale(tx)
     if row["group_id"]:  # the group is locked (`_locked_order`)
         g = tx.one("SELECT * FROM groups WHERE group_id = ?", row["group_id"])
         assert g is not None
@@ -395,29 +407,22 @@ def _pay(tx: Tx, order_id: str, user_id: str | None, now: float) -> dict[str, An
         assert g is not None
         if int(g["paid_members"]) >= int(g["top_size"]):
             _close_group(tx, sale, g, now)
-    out = tx.one("SELECT * FROM orders WHERE order_id = ?", order_id)
-    assert out is not None
-    return out
+    return _existing_order(tx, order_id)
 
 
 def _cancel(tx: Tx, order_id: str, user_id: str | None, now: float) -> dict[str, Any]:
-    row = _owned_order(tx, order_id, user_id)
-    if row["status"] == "reserved":
-        row = _locked_order(tx, row)
-    if row["status"] == "cancelled":
-        return row
-    if row["status"] == "paid":
-        raise ApiError("order_closed", f"order {order_id} is paid; paid orders cannot be "
-                       "cancelled")
-    if row["status"] != "reserved":
-        raise ApiError("order_closed", f"order {order_id} is {row['status']}")
-    if float(row["expires_at"]) <= now:
-        _release(tx, row, "expired", now)
-        raise Deferred(ApiError("order_closed", f"order {order_id} expired unpaid"))
-    _release(tx, row, "cancelled", now)
-    out = tx.one("SELECT * FROM orders WHERE order_id = ?", order_id)
-    assert out is not None
-    return out
+    row, done = _still_reserved(tx, order_id, user_id, now, "cancelled")
+    if not done:
+        _release(tx, row, "cancelled", now)
+        row = _existing_order(tx, order_id)
+    return row
+
+
+def _existing_order(tx: Tx, order_id: str) -> dict[str, Any]:
+    """The order just written in this transaction."""
+    row = _order(tx, order_id)
+    assert row is not None
+    return row
 
 
 def _release(tx: Tx, row: dict[str, Any], status: str, now: float) -> bool:
