@@ -18,10 +18,10 @@ from test_sweep import SMALL, SMALL_TOML
 import groupbuy.commands.tune as tune_cmd
 from campaign import Scenario, ScenarioError
 from groupbuy.cli import main
-from sim.executor import LocalExecutor
-from sim.plan_params import Objective, parse_constraint, parse_param
-from sim.plan_runs import Model
-from sim.tune import TuneSettings, pareto_front, run_tune
+from sim.studies.executor import LocalExecutor
+from sim.studies.params import Objective, parse_constraint, parse_param
+from sim.studies.runs import Model
+from sim.studies.tune import TuneSettings, pareto_front, run_tune
 
 WINDOW = "campaign.groups.window_hours"
 TOP_OFF = "campaign.groups.tiers[1].percent_off"
