@@ -10,6 +10,7 @@ from campaign.base import Section
 from campaign.errors import at
 
 Probability = Field(ge=0, le=1)
+DEFAULT_REFERENCE = 0.3
 
 
 class Segment(Section):
@@ -39,9 +40,9 @@ class Segment(Section):
     quantity: int = Field(default=1, ge=1, le=1000, description="units per order")
     demand_shape: Literal["linear", "saturating", "reference"] = Field(
         default="linear", description="how conversion responds to the discount (see above)")
-    reference_discount: float = Field(default=0.3, gt=0, le=1, description="saturating: the "
-                                      "depth scale; reference: the depth beyond which deeper "
-                                      "discounts stop helping")
+    reference_discount: float = Field(
+        default=DEFAULT_REFERENCE, gt=0, le=1, description="saturating: the depth scale; "
+        "reference: the depth beyond which deeper discounts stop helping")
     deep_discount_penalty: float = Field(default=0.0, ge=0, le=100, description="reference "
                                          "shape only: how fast discounts deeper than "
                                          "reference_discount hurt, as a multiple of "
@@ -49,10 +50,11 @@ class Segment(Section):
 
     @model_validator(mode="after")
     def _shape_keys(self) -> Segment:
-        if self.demand_shape == "linear" and "reference_discount" in self.model_fields_set:
+        # Compared with the defaults, not "was it given", so a dumped scenario parses again.
+        if self.demand_shape == "linear" and self.reference_discount != DEFAULT_REFERENCE:
             raise ValueError(at("reference_discount", reason="has no effect with demand_shape "
                                 "'linear'; use 'saturating' or 'reference'"))
-        if self.demand_shape != "reference" and "deep_discount_penalty" in self.model_fields_set:
+        if self.demand_shape != "reference" and self.deep_discount_penalty:
             raise ValueError(at("deep_discount_penalty", reason="only applies with "
                                 "demand_shape 'reference'"))
         return self

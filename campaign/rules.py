@@ -174,7 +174,7 @@ class CampaignRules(Section):
                 if tier not in self.member_tiers:
                     raise ValueError(at("skus", i, "member_prices", tier, reason=(
                         f"unknown member tier; member_tiers is {self.member_tiers}")))
-        if "budget_policy" in self.model_fields_set and self.subsidy_budget is None:
+        if self.budget_policy != "list_price" and self.subsidy_budget is None:
             raise ValueError(at("budget_policy", reason="has no effect without subsidy_budget"))
         for i, td in enumerate(self.time_discounts):
             if td.start_hour >= self.duration_hours:

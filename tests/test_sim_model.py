@@ -115,15 +115,18 @@ def test_per_user_limit_caps_the_quantity():
 
 
 def test_limited_stock_sells_out_and_turns_shoppers_away():
-    k = simulate_once(scenario(rate=1000, stock=50), 1).kpis
+    run = simulate_once(scenario(rate=1000, stock=50), 1)
+    k = run.kpis
     assert k["units_sold"] == 50 and k["stock_left"] == 0
     assert k["turned_away"] > 0
-    assert 0 < k["sell_out_hour"] < 4.0
-    never = simulate_once(scenario(rate=10, stock=10_000), 1).kpis
-    assert never["sell_out_hour"] == 4.0 and never["turned_away"] == 0
-    empty = simulate_once(scenario(stock=0), 1).kpis
-    assert empty["sell_out_hour"] == 0.0 and empty["units_sold"] == 0
-    assert empty["turned_away"] > 0
+    (hour,) = run.sell_out
+    assert hour is not None and 0 < hour < 4.0 and k["skus_sold_out"] == 1
+    never = simulate_once(scenario(rate=10, stock=10_000), 1)
+    assert never.sell_out == [None] and never.kpis["turned_away"] == 0  # not sold out
+    assert never.kpis["skus_sold_out"] == 0
+    empty = simulate_once(scenario(stock=0), 1)
+    assert empty.sell_out == [0.0] and empty.kpis["units_sold"] == 0
+    assert empty.kpis["turned_away"] > 0
 
 
 def test_unpaid_reservations_expire_and_release_stock():
@@ -144,12 +147,12 @@ def test_groups_complete_at_their_tier_price():
     assert run.recording is not None
     groups = run.recording.groups
     assert len(groups) == k["groups_opened"] > 0
-    assert all(members <= 3 for _, _, members, _, _ in groups)
-    done = [g for g in groups if g[4] == "completed"]
+    assert all(g.members <= 3 for g in groups)
+    done = [g for g in groups if g.outcome == "completed"]
     assert len(done) == k["groups_completed"]
-    assert all(g[3] == (3 if g[2] >= 3 else 2) for g in done)
-    paid_units = sum(g[2] for g in done)
-    tier3 = sum(g[2] for g in done if g[3] == 3)
+    assert all(g.tier == (3 if g.members >= 3 else 2) for g in done)
+    paid_units = sum(g.members for g in done)
+    tier3 = sum(g.members for g in done if g.tier == 3)
     assert k["units_sold"] == paid_units
     assert math.isclose(k["revenue"], 70.0 * tier3 + 80.0 * (paid_units - tier3))
     assert k["group_completion_rate"] == k["groups_completed"] / k["groups_opened"]
@@ -174,8 +177,8 @@ def test_failed_groups_fall_back_to_the_fallback_price(take_up: float):
     for r in replicate(sc, 10, seed=2, record=True):
         k = r.kpis
         assert r.recording is not None
-        members = sum(g[2] for g in r.recording.groups)
-        assert all(g[4] == "fallback" for g in r.recording.groups)
+        members = sum(g.members for g in r.recording.groups)
+        assert all(g.outcome == "fallback" for g in r.recording.groups)
         assert k["revenue"] == 90.0 * k["orders_paid"]  # 10% off, every kept order
         assert k["units_sold"] + k["stock_left"] == 100_000  # the others were refunded
         shares.append({"kept": k["orders_paid"] / members})
@@ -186,7 +189,7 @@ def test_failed_groups_fall_back_to_the_fallback_price(take_up: float):
 def test_no_groups_means_completion_rate_zero_and_no_new_buyers_means_cost_zero():
     k = simulate_once(scenario(segment={"name": "loyal"}), 1).kpis
     assert k["groups_opened"] == 0 and k["group_completion_rate"] == 0.0
-    assert k["new_buyers"] == 0 and k["cost_per_new_buyer"] == 0.0
+    assert k["acquired_buyers"] == 0 and k["cost_per_acquired_buyer"] == 0.0
 
 
 def test_subsidies_stop_when_the_budget_is_spent():
@@ -212,10 +215,12 @@ def test_referral_rewards_are_paid_per_first_paid_order_of_an_invitee():
     assert run.recording is not None
     invitee_buyers = sum(size - 1 for size, _ in run.recording.trees)
     assert invitee_buyers > 0
-    assert k["new_buyers"] == invitee_buyers  # segment "active": only invitees are new
+    assert k["acquired_buyers"] == invitee_buyers  # segment "active": only invitees are new
     assert k["reward_cost"] == 23.0 * invitee_buyers
     assert k["max_referral_depth"] == 2
-    assert math.isclose(k["k_factor"], invitee_buyers / k["buyers"])
+    assert math.isclose(k["invited_buyer_share"], invitee_buyers / k["buyers"])
+    assert k["invited_buyers"] == invitee_buyers
+    assert math.isclose(k["invite_conversion"], invitee_buyers / k["invites_sent"])
     unpaid = simulate_once(scenario(rate=50, segment={"share_propensity": 0.5,
                                                       "pay_probability": 0.0},
                                     referral=REFERRAL), 6).kpis
@@ -249,7 +254,8 @@ def test_money_adds_up():
     assert k["goods_cost"] == 40.0 * k["units_sold"]
     assert math.isclose(k["profit"], k["gross_profit"] - 1000)
     assert math.isclose(k["roi"], k["profit"] / (k["subsidy_spent"] + 1000))
-    assert math.isclose(k["cost_per_new_buyer"], (k["subsidy_spent"] + 1000) / k["new_buyers"])
+    assert math.isclose(k["cost_per_acquired_buyer"],
+                        (k["subsidy_spent"] + 1000) / k["acquired_buyers"])
     assert k["coupon_cost"] == 50 * 10.0  # the whole pool, one coupon per order
     assert k["gift_cost"] == 20 * 3.0  # the first 20 paid orders
 
