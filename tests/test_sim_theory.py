@@ -133,3 +133,50 @@ def test_stock_is_conserved_at_every_step():
         assert min(available, reserved, sold) >= 0
     assert run.kpis["units_sold"] + run.kpis["stock_left"] == 300
     assert math.isclose(run.kpis["units_sold"], trace[-1][4])
+
+
+@pytest.mark.parametrize("size", [2, 3])
+def test_link_only_group_completes_as_poisson_thinned_invites(size: int):
+    # No strangers (look_share 0): every first-time arrival opens a group and shares its link,
+    # sending Poisson(mu) invites; each friend arrives after an Exp(D) delay and joins with
+    # probability q. Friends who join within the window T are Poisson(mu * q * F(T)), so
+    # P(a size-k group completes) = P(Poisson(mu * q * F(T)) >= k - 1), F(T) = 1 - exp(-T/D).
+    mu, q, delay_h, window = 2.0, 0.4, 0.5, 1.0
+    hours = 100.0
+    sc = scenario(phases=[("all", hours, 5.0)],
+                  segment={"group_propensity": 1.0, "share_propensity": 1.0},
+                  groups={"tiers": [{"size": size, "percent_off": 20}], "window_hours": window},
+                  referral={"invites_per_sharer": mu, "invite_delay_minutes": delay_h * 60,
+                            "invitee_conversion": q, "depth_cap": 1},
+                  behaviour={"look_share": 0.0, "share_effort": 0.0},
+                  payment_timeout_minutes=0.03)
+    theory = stats.poisson.sf(size - 2, mu * q * (1 - math.exp(-window / delay_h)))
+    rates = []
+    for run in replicate(sc, 30, seed=17, record=True):
+        assert run.recording is not None
+        # first-time leaders only (a friend whose group had filled opens one of its own, and
+        # cannot share past the depth cap); invites stop at the sale's end
+        groups = [g for g in run.recording.groups
+                  if g.leader_depth == 0 and g.opened < hours - window - 0.01]
+        rates.append({"p": sum(g.outcome == "completed" for g in groups) / len(groups)})
+    s = summarize(rates)["p"]
+    assert inside(s, theory), (theory, s)
+
+
+@pytest.mark.parametrize(("depth_cap", "conversion"), [(1, 0.9), (100, 0.5)])
+def test_viral_coefficient_is_invites_per_buyer_times_invite_conversion(depth_cap: int,
+                                                                         conversion: float):
+    # Every buyer shares Poisson(1) invites, each converting with probability R: the viral
+    # coefficient K is R whatever the depth cap (before issue 8 the "k_factor" reported 0.47
+    # for R = 0.9, cap 1: the share of buyers who were invited). Amplification (all buyers per
+    # organic buyer) is 1 + R with cap 1 and 1/(1 - R) without one. Payments and invites are
+    # near-instant, so the invites lost at the sale's end do not bias K visibly.
+    sc = scenario(phases=[("all", 40.0, 25.0)], segment={"share_propensity": 1.0},
+                  referral={"invites_per_sharer": 1.0, "invite_delay_minutes": 0.1,
+                            "invitee_conversion": conversion, "depth_cap": depth_cap},
+                  payment_timeout_minutes=0.03)
+    s = summarize([r.kpis for r in replicate(sc, 40, seed=23)])
+    assert inside(s["viral_coefficient"], conversion), s["viral_coefficient"]
+    amplification = 1 + conversion if depth_cap == 1 else 1 / (1 - conversion)
+    assert inside(s["amplification"], amplification), s["amplification"]
+    assert inside(s["invite_conversion"], conversion), s["invite_conversion"]
