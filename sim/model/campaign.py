@@ -143,6 +143,11 @@ class _Campaign:
         self.invitee_seg = 0 if ref is None or ref.invitee_segment is None else \
             names.index(ref.invitee_segment)
         self.coupon_left = [c.pool for c in rules.coupons]
+        self._coupon_fen = max((to_cents(c.value) for c in rules.coupons if c.pool > 0),
+                               default=0)
+        self._gift_fen = 0 if rules.first_orders_gift is None else \
+            to_cents(rules.first_orders_gift.gift_cost)
+        self._worst: dict[tuple, int] = {}
         self.paid_seq = 0
         self.next_pid = 0
         self._stranger_rates()
@@ -192,24 +197,31 @@ class _Campaign:
 
     def _worst_case(self, sku: int, qty: int, interval: int, tier: str, group: bool,
                     depth: int) -> int:
-        """The most subsidy (fen) this order can still cost: its deepest price, the biggest
-        coupon left, a gift while gifts are left, its referral rewards, a leader reward."""
-        rules = self.rules
-        fen = self.prices.worst_discount(sku, qty, interval, tier, group)
-        coupons = [to_cents(c.value) for c, left in zip(rules.coupons, self.coupon_left,
-                                                          strict=True) if left > 0]
-        fen += max(coupons, default=0)
-        gift = rules.first_orders_gift
+        """The most subsidy (fen) this order can still cost: its deepest price, its referral
+        rewards and a leader reward (fixed per kind of order, cached), plus the biggest coupon
+        left and a gift while gifts are left."""
+        key = (sku, qty, interval, tier, group, depth > 0)
+        fixed = self._worst.get(key)
+        if fixed is None:
+            rules, ref = self.rules, self.ref
+            fixed = self.prices.worst_discount(sku, qty, interval, tier, group)
+            if depth > 0 and ref is not None:
+                fixed += to_cents(ref.inviter_reward + ref.invitee_reward)
+                if ref.bonus_after_invites is not None:
+                    fixed += to_cents(ref.bonus_per_invite)
+            if group and rules.groups is not None:
+                fixed += to_cents(rules.groups.leader_reward)
+            self._worst[key] = fixed
+        gift = self.rules.first_orders_gift
         if gift is not None and self.paid_seq < gift.count:
-            fen += to_cents(gift.gift_cost)
-        ref = self.ref
-        if depth > 0 and ref is not None:
-            fen += to_cents(ref.inviter_reward + ref.invitee_reward)
-            if ref.bonus_after_invites is not None:
-                fen += to_cents(ref.bonus_per_invite)
-        if group and rules.groups is not None:
-            fen += to_cents(rules.groups.leader_reward)
-        return fen
+            fixed += self._gift_fen
+        return fixed + self._coupon_fen
+
+    def _coupon_used(self, i: int) -> None:
+        self.coupon_left[i] -= 1
+        if not self.coupon_left[i]:
+            self._coupon_fen = max((to_cents(c.value) for c, left in zip(
+                self.rules.coupons, self.coupon_left, strict=True) if left > 0), default=0)
 
     # -- arrivals ---------------------------------------------------------------------------
 
@@ -389,7 +401,7 @@ class _Campaign:
                     with_coupon = self.prices.quote(o.sku, o.qty, o.interval, tier, members,
                                                     fallback, coupon=i, gift=gift)
                     if with_coupon.coupon_off > 0:
-                        self.coupon_left[i] -= 1
+                        self._coupon_used(i)
                         q = with_coupon
                         break
             total, coupon_off = q.total, q.coupon_off
