@@ -30,6 +30,11 @@ def _kpi(name: str) -> str:
     return f"{name} (yuan)" if name in MONEY_KPIS else name
 
 
+def _cell(v: float) -> str:
+    """A heat-map cell: 36.9k rather than 3.69e+04."""
+    return f"{v / 1000:.1f}k" if abs(v) >= 1000 else f"{v:.3g}"
+
+
 def _grid(n: int) -> tuple[plt.Figure, list[plt.Axes]]:
     cols = min(3, n)
     rows = math.ceil(n / cols)
@@ -131,7 +136,7 @@ def _heatmaps(points: Sequence[PointResult], kx: str, ky: str, kpis: Sequence[st
             if z.size <= 64:
                 for (r, c), v in np.ndenumerate(z):
                     if not np.isnan(v):
-                        ax.text(c, r, f"{v:.3g}", ha="center", va="center", fontsize=6,
+                        ax.text(c, r, _cell(v), ha="center", va="center", fontsize=7,
                                 color="white")
         else:
             im = ax.scatter([p.params[kx] for p in points], [p.params[ky] for p in points],
