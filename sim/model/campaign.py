@@ -46,6 +46,7 @@ from sim.model.arrivals import Uniforms, sample_arrivals
 from sim.model.behaviour import Demand, arrive_within, poisson_quantile
 from sim.model.groups import Group, GroupBook
 from sim.model.ledger import SubsidyLedger
+from sim.model.perks import Perks
 from sim.model.prices import PriceBook
 from sim.model.recorder import Recorder
 from sim.model.referrals import ReferralTrees
@@ -107,7 +108,8 @@ class _CountingEnvironment(simpy.Environment):
 
 class _Campaign:
     """The SimPy processes of one run. State lives in the parts: `stock`, `ledger` (money and
-    budget), `groups`, `trees` (referrals) and `recorder` (everything observed)."""
+    budget), `perks` (coupon pools, gifts), `groups`, `trees` (referrals) and `recorder`
+    (everything observed)."""
 
     def __init__(self, scenario: Scenario, seed: int | np.random.SeedSequence,
                  record: bool, trace: bool) -> None:
@@ -142,13 +144,8 @@ class _Campaign:
         names = [s.name for s in self.segs]
         self.invitee_seg = 0 if ref is None or ref.invitee_segment is None else \
             names.index(ref.invitee_segment)
-        self.coupon_left = [c.pool for c in rules.coupons]
-        self._coupon_fen = max((to_cents(c.value) for c in rules.coupons if c.pool > 0),
-                               default=0)
-        self._gift_fen = 0 if rules.first_orders_gift is None else \
-            to_cents(rules.first_orders_gift.gift_cost)
+        self.perks = Perks(rules)
         self._worst: dict[tuple, int] = {}
-        self.paid_seq = 0
         self.next_pid = 0
         self._stranger_rates()
 
@@ -212,16 +209,7 @@ class _Campaign:
             if group and rules.groups is not None:
                 fixed += to_cents(rules.groups.leader_reward)
             self._worst[key] = fixed
-        gift = self.rules.first_orders_gift
-        if gift is not None and self.paid_seq < gift.count:
-            fixed += self._gift_fen
-        return fixed + self._coupon_fen
-
-    def _coupon_used(self, i: int) -> None:
-        self.coupon_left[i] -= 1
-        if not self.coupon_left[i]:
-            self._coupon_fen = max((to_cents(c.value) for c, left in zip(
-                self.rules.coupons, self.coupon_left, strict=True) if left > 0), default=0)
+        return fixed + self.perks.worst_fen()
 
     # -- arrivals ---------------------------------------------------------------------------
 
@@ -390,24 +378,21 @@ class _Campaign:
         ledger.release(o.hold)
         o.hold = 0
         self.stock.sell(o.sku, o.qty)
-        self.paid_seq += 1
+        perks = self.perks
+        gift = perks.next_paid_gets_gift()
         tier = self.segs[o.seg].member_tier
         if o.discounted:
-            gift = rules.first_orders_gift is not None \
-                and self.paid_seq <= rules.first_orders_gift.count
             q = self.prices.quote(o.sku, o.qty, o.interval, tier, members, fallback, gift=gift)
-            for i, left in enumerate(self.coupon_left):
-                if left > 0:
-                    with_coupon = self.prices.quote(o.sku, o.qty, o.interval, tier, members,
-                                                    fallback, coupon=i, gift=gift)
-                    if with_coupon.coupon_off > 0:
-                        self._coupon_used(i)
-                        q = with_coupon
-                        break
+            for i in perks.pools_left():
+                with_coupon = self.prices.quote(o.sku, o.qty, o.interval, tier, members,
+                                                fallback, coupon=i, gift=gift)
+                if with_coupon.coupon_off > 0:
+                    perks.take_coupon(i)
+                    q = with_coupon
+                    break
             total, coupon_off = q.total, q.coupon_off
             if q.gift:
-                assert rules.first_orders_gift is not None
-                ledger.book("gift_cost", to_cents(rules.first_orders_gift.gift_cost))
+                ledger.book("gift_cost", perks.gift_fen)
         else:
             q = self.prices.quote(o.sku, o.qty, o.interval, tier)
             total, coupon_off = q.list_total, 0
