@@ -4,8 +4,8 @@
 - `behaviour`: demand shapes, a group's expected price, invite counts;
 - `prices`: cached `campaign.pricing.price_order` quotes and ladders;
 - `stock`, `ledger` (money and the subsidy budget), `perks` (coupon pools, gifts), `groups`
-  (open groups and the choice rule),
-  `referrals` (referral trees), `recorder` (everything observed);
+  (open groups and the choice rule), `referrals` (referral trees), `recorder` (everything
+  observed);
 - `campaign`: the SimPy processes that move them (`simulate_once`);
 - `results`: KPI names, `RunResult`, `Recording`.
 """
