@@ -328,6 +328,7 @@ class _Campaign:
         assert groups is not None and rules is not None
         g = o.target
         if g is not None and g.open:
+            self.recorder.group_joined()
             if groups.join(g, o):
                 self._close(g)
             else:
@@ -360,6 +361,7 @@ class _Campaign:
                 if fallback and o.u_fallback < rules.fallback_take_up:
                     self._settle(o, members=n, fallback=True)
                 else:
+                    self.recorder.refunded()
                     self._release(o)
             outcome = "fallback" if fallback else "refunded"
         self.recorder.group_closed(g, tier.size if tier else 0, outcome, g.members[0].depth)
@@ -437,6 +439,7 @@ class _Campaign:
             gain = ladder.gain_to_next(len(g.members))
         mean = ref.invites_per_sharer * (1.0 + self.behaviour.share_effort * gain)
         invites = poisson_quantile(o.u_invites, mean)
+        self.recorder.shared(invites)
         self.trees.sent(invites)
         mean_delay = ref.invite_delay_minutes / 60
         for _ in range(invites):

@@ -58,6 +58,10 @@ class Recorder:
 
     # -- invites ----------------------------------------------------------------------------
 
+    def shared(self, invites: int) -> None:
+        """A buyer shared a link: `invites` friends were invited."""
+        self.counts["shares"] += 1
+
     def invitee_arrived(self) -> None:
         self.counts["invitee_arrivals"] += 1
         if self.record:
@@ -67,6 +71,14 @@ class Recorder:
 
     def group_opened(self) -> None:
         self.counts["groups_opened"] += 1
+
+    def group_joined(self) -> None:
+        """A paying shopper joined an open group."""
+        self.counts["group_joins"] += 1
+
+    def refunded(self) -> None:
+        """A paid member of a failed group got its money back."""
+        self.counts["refunds"] += 1
 
     def group_closed(self, g: Group, tier: int, outcome: str, leader_depth: int) -> None:
         n = len(g.members)
