@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -41,7 +41,7 @@ from scipy import optimize, special
 from scipy.differentiate import hessian
 
 from campaign.audience import CHANNELS
-from campaign.scenario import Scenario, apply_overrides, parse_scenario
+from campaign.scenario import Scenario, apply_overrides, parse_scenario, split_key_path
 from sim.calibrate.estimate import (
     Estimate,
     exponential_mean,
@@ -543,6 +543,16 @@ def with_estimates(data: dict[str, Any], estimates: list[Estimate], source: str
     return apply_overrides(data, values, source)
 
 
+def _value_at(data: dict[str, Any], key: str, default: float | None) -> float | None:
+    node: Any = data
+    for part in split_key_path(key):
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return default
+    return float(node) if isinstance(node, int | float) else default
+
+
 def _round(x: float) -> float:
     return float(f"{x:.6g}")
 
@@ -588,6 +598,8 @@ def calibrate(ev: Events, data: dict[str, Any], source: str, *, replications: in
     scenario = parse_scenario(fitted, source)
     say(f"simulating the fitted scenario ({replications} replication(s)) for the fit report")
     simulated = simulate_logs(scenario, replications, seed + iterations, say)
+    # the conversion rounds started from earlier rounds' values: show the base's own
+    conversion = [replace(e, base=_value_at(data, e.key, e.base)) for e in conversion]
     estimates = direct + conversion
     notes = [f"held from the base: {', '.join(HELD)}"]
     return Calibration(estimates, fitted, scenario, simulated, notes)
