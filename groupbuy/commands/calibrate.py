@@ -13,16 +13,18 @@ from groupbuy.commands._common import number, run_dir
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="fit a scenario to an event log (95%% CIs, fit report)",
                        description=__doc__)
-    p.add_argument("events", metavar="EVENTS",
-                   help="event log (CSV; docs/calibration.md), e.g. from simulate --events")
+    p.add_argument("events", metavar="EVENTS", nargs="+",
+                   help="event log(s) (CSV; docs/calibration.md), e.g. from simulate --events; "
+                   "several logs of the same campaign are fitted together")
     p.add_argument("--scenario", required=True, metavar="BASE.toml",
                    help="the scenario to fit: its rules, prices and shapes are kept")
     p.add_argument("--out", required=True, metavar="FITTED.toml",
                    help="where to write the fitted scenario")
     p.add_argument("--report", default=None, metavar="DIR",
                    help="fit report folder (default results/<fitted>-calibration-<time>)")
-    p.add_argument("--replications", type=number(int, 1), default=4, metavar="R",
-                   help="simulations per round for the conversion fit and the report (default 4)")
+    p.add_argument("--replications", type=number(int, 1), default=None, metavar="R",
+                   help="simulations per round for the conversion fit and the report "
+                   "(default: 4, or as many as there are logs)")
     p.add_argument("--iterations", type=number(int, 1), default=2, metavar="K",
                    help="rounds of the conversion fit (default 2)")
     p.add_argument("--seed", type=number(int, 0), default=1, metavar="S")
@@ -38,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     report = run_dir(Path(args.out).stem, args.report, "calibration")
     try:
         result = run_calibration(args.events, args.scenario, args.out, report,
-                                 replications=args.replications, seed=args.seed,
+                                 replications=args.replications or max(4, len(args.events)),
+                                 seed=args.seed,
                                  iterations=args.iterations, say=say)
     except EventLogError as exc:
         for line in exc.lines():

@@ -39,7 +39,8 @@ class CalibrationRun:
     fit_seconds: float = 0.0
 
 
-def run_calibration(events_path: str | Path, base_path: str | Path, out_path: str | Path,
+def run_calibration(events_paths: list[str | Path], base_path: str | Path,
+                    out_path: str | Path,
                     report_dir: str | Path, *, replications: int = 4, seed: int = 1,
                     iterations: int = 2, say: Say = lambda _: None,
                     report: bool = True) -> CalibrationRun:
@@ -54,9 +55,13 @@ def run_calibration(events_path: str | Path, base_path: str | Path, out_path: st
         raise ScenarioError(str(base_path), ["audience: missing; calibration fits the "
                                              "[audience] section, so the base needs one"])
     start = time.perf_counter()
-    say(f"reading {events_path}")
-    ev = read_events(events_path)
-    match_names(ev, base, str(events_path))
+    logs = []
+    for path in events_paths:
+        say(f"reading {path}")
+        logs.append(match_names(read_events(path), base, str(path)))
+    ev = Events.concat(logs)
+    events_path = str(events_paths[0]) if len(events_paths) == 1 else \
+        f"{events_paths[0]} … {events_paths[-1]} ({len(events_paths)} logs)"
     read_s = time.perf_counter() - start
     say(f"{len(ev):,} events read in {read_s:.1f} s")
     cal = calibrate(ev, read_scenario_data(base_path), str(base_path),

@@ -113,12 +113,14 @@ def fit_arrivals(ev: Events, scenario: Scenario) -> list[Estimate]:
     if aud.arrivals_per_hour is not None:
         for name, lo, hi in scenario.campaign.phase_bounds():
             n = int(np.count_nonzero((t >= lo) & (t < hi)))
-            out.append(Estimate(f"audience.arrivals_per_hour.{name}", *poisson_rate(n, hi - lo),
+            out.append(Estimate(f"audience.arrivals_per_hour.{name}",
+                                *poisson_rate(n, (hi - lo) * ev.logs),
                                 n, "Poisson MLE: visits ÷ hours", aud.arrivals_per_hour[name]))
     else:
         for h, (lo, hi, rate) in enumerate(scenario.arrival_rate_pieces()):
             n = int(np.count_nonzero((t >= lo) & (t < hi)))
-            out.append(Estimate(f"audience.hourly_curve[{h}]", *poisson_rate(n, hi - lo), n,
+            out.append(Estimate(f"audience.hourly_curve[{h}]",
+                                *poisson_rate(n, (hi - lo) * ev.logs), n,
                                 "Poisson MLE: visits ÷ hours", rate))
     return out
 
@@ -537,9 +539,9 @@ def with_estimates(data: dict[str, Any], estimates: list[Estimate], source: str
         # the schema wants shares adding up to 1: the rounding left over goes to the largest
         total = sum(values[k] for k in shares)
         for k in shares:
-            values[k] = round(values[k] / total, 8)
+            values[k] = round(values[k] / total, 6)
         big = max(shares, key=lambda k: values[k])
-        values[big] = round(1 - sum(values[k] for k in shares if k != big), 10)
+        values[big] = round(1 - sum(values[k] for k in shares if k != big), 6)
     return apply_overrides(data, values, source)
 
 

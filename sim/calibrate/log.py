@@ -52,9 +52,35 @@ class Events:
     segments: list[str]
     skus: list[str]
     n_users: int
+    logs: int = 1
+    """How many campaigns these events come from (logs read together: `concat`)."""
 
     def __len__(self) -> int:
         return len(self.time)
+
+    @classmethod
+    def concat(cls, parts: list[Events]) -> Events:
+        """Several logs of the same campaign (e.g. replications, or several days' sales) as
+        one: users and groups renumbered apart; each log keeps its own clock, so arrival rates
+        divide by the hours of every log together. Segments and SKUs must already share codes
+        (`sim.calibrate.fit.match_names`)."""
+        if len(parts) == 1:
+            return parts[0]
+        user_off = np.cumsum([0] + [p.n_users for p in parts[:-1]])
+        group_off = np.cumsum([0] + [int(p.group.max(initial=-1)) + 1 for p in parts[:-1]])
+
+        def shift(x: np.ndarray, by: int) -> np.ndarray:
+            return np.where(x >= 0, x + by, -1)
+
+        return cls(
+            np.concatenate([p.time for p in parts]), np.concatenate([p.kind for p in parts]),
+            np.concatenate([p.user + o for p, o in zip(parts, user_off, strict=True)]),
+            np.concatenate([p.segment for p in parts]), np.concatenate([p.sku for p in parts]),
+            np.concatenate([shift(p.group, o) for p, o in zip(parts, group_off, strict=True)]),
+            np.concatenate([shift(p.inviter, o) for p, o in zip(parts, user_off, strict=True)]),
+            np.concatenate([p.amount for p in parts]), np.concatenate([p.detail for p in parts]),
+            parts[0].segments, parts[0].skus, int(sum(p.n_users for p in parts)),
+            sum(p.logs for p in parts))
 
     def of(self, kind: str) -> np.ndarray:
         """Row indexes of one event kind."""
@@ -94,7 +120,7 @@ def read_events(path: str | Path) -> Events:
 
     time = pd.to_numeric(frame["time"], errors="coerce").to_numpy(dtype=float)
     kind_text = frame["event"].to_numpy(dtype=object)
-    kind_codes = pd.Categorical(kind_text, categories=list(KINDS)).codes.astype(np.int64)
+    kind_codes = pd.Index(KINDS).get_indexer(kind_text).astype(np.int64)
     bad(np.flatnonzero(~np.isfinite(time)),
         lambda i: f"time {frame['time'].iat[i]!r} is not a number of hours")
     bad(np.flatnonzero(kind_codes < 0),

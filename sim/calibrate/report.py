@@ -42,31 +42,47 @@ class Fit:
         return f"{self.curve}: χ² = {self.chi2:.1f} on {self.dof} bins, p = {self.p_value:.2f}"
 
 
-def chi_square(curve: str, observed: np.ndarray, expected: np.ndarray, replications: int) -> Fit:
-    """Pearson χ² of observed counts against the simulated mean over `replications` runs. The
-    mean is itself noisy, so each bin's variance is E × (1 + 1/replications)."""
+def chi_square(curve: str, observed: np.ndarray, expected: np.ndarray, replications: int,
+               logs: int = 1) -> Fit:
+    """Pearson χ² of counts observed over `logs` campaigns against `logs` × the simulated mean
+    of `replications` runs. That mean is itself noisy, so each bin's variance is
+    E × (1 + logs / replications)."""
     o, e = np.ravel(observed).astype(float), np.ravel(expected).astype(float)
     use = e >= MIN_EXPECTED
     if use.sum() < 2:
         return Fit(curve, 0.0, 0, 1.0)
-    chi2 = float((((o[use] - e[use]) ** 2) / (e[use] * (1 + 1 / replications))).sum())
+    chi2 = float((((o[use] - e[use]) ** 2) / (e[use] * (1 + logs / replications))).sum())
     dof = int(use.sum())
     return Fit(curve, chi2, dof, float(stats.chi2.sf(chi2, dof)))
 
 
-def _hourly(ev: Events, kind: str, hours: int) -> np.ndarray:
+@dataclass(frozen=True)
+class _Scaled:
+    """A simulated log standing for `times` campaigns (its counts multiplied)."""
+
+    events: Events
+    times: int
+
+
+def _hourly(ev: Events | _Scaled, kind: str, hours: int) -> np.ndarray:
+    if isinstance(ev, _Scaled):
+        return _hourly(ev.events, kind, hours) * ev.times
     t = ev.time[ev.of(kind)]
     t = t[t < hours]
     return np.bincount(t.astype(np.int64), minlength=hours)[:hours].astype(float)
 
 
-def _tiers(ev: Events, labels: list[str]) -> np.ndarray:
+def _tiers(ev: Events | _Scaled, labels: list[str]) -> np.ndarray:
+    if isinstance(ev, _Scaled):
+        return _tiers(ev.events, labels) * ev.times
     done = ev.of("group_complete")
     counts = [float((ev.detail[done] == lab).sum()) for lab in labels[:-1]]
     return np.array([*counts, float(len(ev.of("group_fail")))])
 
 
-def _cohort(ev: Events, scenario: Scenario) -> np.ndarray:
+def _cohort(ev: Events | _Scaled, scenario: Scenario) -> np.ndarray:
+    if isinstance(ev, _Scaled):
+        return _cohort(ev.events, scenario) * ev.times
     """Repurchases per period after the sale, per acquisition channel: (channels, periods)."""
     after = scenario.audience.after_campaign  # type: ignore[union-attr]
     k = math.ceil(after.horizon_days / after.period_days)
@@ -86,7 +102,9 @@ def write_fit_report(out_dir: Path, cal: Calibration, observed: Events, *, event
                      base_path: str, fitted_path: str) -> tuple[list[Path], list[Fit]]:
     """estimates.csv, by_hour.png, by_tier.png, by_cohort.png and fit_report.html in out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    sc, sims, r = cal.scenario, cal.simulated, len(cal.simulated)
+    sc, r = cal.scenario, len(cal.simulated)
+    # several logs read together: compare with as many simulated campaigns
+    sims = [_Scaled(s, observed.logs) for s in cal.simulated]
     files = [out_dir / "estimates.csv"]
     with files[0].open("w", newline="") as fh:
         w = csv.writer(fh)
@@ -101,7 +119,7 @@ def write_fit_report(out_dir: Path, cal: Calibration, observed: Events, *, event
                               ("first-time visits", "reservations", "payments"), strict=True):
         obs = _hourly(observed, kind, hours)
         sim = np.array([_hourly(s, kind, hours) for s in sims])
-        fit = chi_square(f"{name} by hour", obs, sim.mean(axis=0), r)
+        fit = chi_square(f"{name} by hour", obs, sim.mean(axis=0), r, observed.logs)
         fits.append(fit)
         x = np.arange(hours) + 0.5
         ax.fill_between(x, sim.min(axis=0), sim.max(axis=0), color="#1f77b4", alpha=0.2,
@@ -120,7 +138,7 @@ def write_fit_report(out_dir: Path, cal: Calibration, observed: Events, *, event
         labels = [str(t.size) for t in groups.tiers] + ["failed"]
         obs = _tiers(observed, labels)
         sim = np.array([_tiers(s, labels) for s in sims])
-        fit = chi_square("groups by tier", obs, sim.mean(axis=0), r)
+        fit = chi_square("groups by tier", obs, sim.mean(axis=0), r, observed.logs)
         fits.append(fit)
         x = np.arange(len(labels))
         ax.bar(x - 0.2, obs, 0.4, color="#d62728", label="event log")
@@ -135,10 +153,10 @@ def write_fit_report(out_dir: Path, cal: Calibration, observed: Events, *, event
     files.append(_save(fig, out_dir / "by_tier.png"))
     obs = _cohort(observed, sc)
     sim = np.array([_cohort(s, sc) for s in sims]).mean(axis=0)
-    fit = chi_square("repurchases by cohort and period", obs, sim, r)
+    fit = chi_square("repurchases by cohort and period", obs, sim, r, observed.logs)
     if not fit.dof:  # cohorts too small to judge one by one: all cohorts together
         fit = chi_square("repurchases by period (cohorts pooled)", obs.sum(axis=0),
-                         sim.sum(axis=0), r)
+                         sim.sum(axis=0), r, observed.logs)
     fits.append(fit)
     fig, ax = plt.subplots(figsize=(9, 4))
     period = sc.audience.after_campaign.period_days  # type: ignore[union-attr]
@@ -187,7 +205,7 @@ td.n {{ text-align: right; font-variant-numeric: tabular-nums; white-space: nowr
 img {{ max-width: 100%; }}
 </style></head><body>
 <h1>Calibration: {esc(fitted_path)}</h1>
-<p>Event log <code>{esc(events_path)}</code> ({events:,} events), base scenario
+<p>Event log(s) <code>{esc(events_path)}</code> ({events:,} events), base scenario
 <code>{esc(base_path)}</code>. The fitted scenario was simulated {len(cal.simulated)} times to
 draw the curves below.</p>
 <h2>Estimates (95% confidence intervals)</h2>
