@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime
 from pathlib import Path
 
-from groupbuy.commands._common import number, run_dir
+from groupbuy.commands._common import RESULTS, number
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
     def say(message: str) -> None:
         print(f"calibrate: {message}", file=sys.stderr, flush=True)
 
-    report = run_dir(Path(args.out).stem, args.report, "calibration")
+    # made only when there is something to write in it
+    report = Path(args.report) if args.report else \
+        RESULTS / f"{Path(args.out).stem}-calibration-{datetime.now():%Y%m%d-%H%M%S}"
     try:
         result = run_calibration(args.events, args.scenario, args.out, report,
                                  replications=args.replications or max(4, len(args.events)),

@@ -183,6 +183,8 @@ def _check_order(ev: Events, source: str) -> None:
 
 
 def _capped(problems: list[str]) -> list[str]:
+    """In line order, at most MAX_PROBLEMS of them."""
+    problems = sorted(problems, key=lambda p: int(p.split()[1].rstrip(":")))
     if len(problems) > MAX_PROBLEMS:
         return [*problems[:MAX_PROBLEMS], f"… and {len(problems) - MAX_PROBLEMS} more problem(s)"]
     return problems
