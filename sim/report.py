@@ -121,7 +121,7 @@ def value_table(scenario: Scenario, results: list[RunResult]) -> Table:
         rows.append((CHANNEL_LABELS.get(name, name), _mean_ci(m["buyers"]),
                      _mean_ci(m["cac"]), _mean_ci(m["ltv"]), _mean_ci(m["ltv_to_cac"]),
                      payback, f"{m['repurchase_rate'].mean:.0%}"))
-    note = (f"Acquired buyers (segment `new` and invitees) by how they came; mean [95% CI] over "
+    note = (f"Acquired buyers (segment \"new\" and invitees) by how they came; mean [95% CI] over "
             f"the replications that acquired somebody by that channel (of {n}). CAC = their "
             "campaign orders' subsidy + an equal share of the rest of the campaign's spend "
             "(fixed cost, subsidy to existing customers); LTV = campaign order at list margin "
