@@ -17,7 +17,7 @@ from pathlib import Path
 
 from campaign.scenario import load_scenario, read_scenario_data
 from sim.calibrate.estimate import Estimate
-from sim.calibrate.fit import Calibration, Say, calibrate, match_names
+from sim.calibrate.fit import HELD, Calibration, Say, calibrate, match_names
 from sim.calibrate.log import EventLogError, Events, read_events
 
 __all__ = ["CalibrationRun", "Estimate", "EventLogError", "Events", "calibrate",
@@ -34,6 +34,7 @@ class CalibrationRun:
     """True: the base file's comments and layout were kept around the fitted values."""
     files: list[Path] = field(default_factory=list)
     fits: list = field(default_factory=list)
+    """Goodness of fit per curve (`sim.calibrate.report.Fit`)."""
     events: int = 0
     read_seconds: float = 0.0
     fit_seconds: float = 0.0
@@ -72,7 +73,7 @@ def run_calibration(events_paths: list[str | Path], base_path: str | Path,
               f"{datetime.now():%Y-%m-%d %H:%M}.\n"
               "Lines marked `fitted` carry their 95% interval and the base's value; every "
               "other key is the base's.\n"
-              f"Held from the base: {'; '.join(cal.notes[0].split(': ', 1)[1:])}.")
+              f"Held from the base: {', '.join(HELD)}.")
     text, kept = fitted_toml(Path(base_path).read_text(encoding="utf-8"), cal.data,
                              cal.estimates, header)
     out_path.write_text(text, encoding="utf-8")

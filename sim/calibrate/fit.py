@@ -389,8 +389,9 @@ def fit_repurchase(ev: Events, scenario: Scenario, say: Say) -> list[Estimate]:
     day = (ev.time[rep] - scenario.campaign.duration_hours) / 24
     keep = (day >= 0) & (day < horizon)
     rep, day = rep[keep], day[keep]
+    buyer = index[ev.user[rep]]  # each repurchase's buyer, as a row of `user`
     bought = np.zeros((len(user), k), dtype=bool)
-    bought[index[ev.user[rep]], np.minimum((day // period).astype(np.int64), k - 1)] = True
+    bought[buyer, np.minimum((day // period).astype(np.int64), k - 1)] = True
     last = np.where(bought.any(axis=1), k - 1 - np.argmax(bought[:, ::-1], axis=1), -1)
     mult_p = np.array([getattr(after.channels, c).repurchase for c in CHANNELS])
     mult_v = np.array([getattr(after.channels, c).order_value for c in CHANNELS])
@@ -426,8 +427,8 @@ def fit_repurchase(ev: Events, scenario: Scenario, say: Say) -> list[Estimate]:
                                 "MLE of the active/lapsed model (scipy.optimize)",
                                 getattr(base, name)))
         if base.order_value is not None:
-            amounts = ev.amount[rep[seg[index[ev.user[rep]]] == i]]
-            divided = amounts / mult_v[chan[index[ev.user[rep[seg[index[ev.user[rep]]] == i]]]]]
+            theirs = seg[buyer] == i
+            divided = ev.amount[rep[theirs]] / mult_v[chan[buyer[theirs]]]
             if len(divided) > 1:
                 m, sd = float(divided.mean()), float(divided.std(ddof=1))
                 half = 1.96 * sd / math.sqrt(len(divided))
@@ -603,7 +604,7 @@ def calibrate(ev: Events, data: dict[str, Any], source: str, *, replications: in
     # the conversion rounds started from earlier rounds' values: show the base's own
     conversion = [replace(e, base=_value_at(data, e.key, e.base)) for e in conversion]
     estimates = direct + conversion
-    notes = [f"held from the base: {', '.join(HELD)}"]
+    notes = [f"held from the base: {', '.join(HELD)}"]  # the fitted file's header says it too
     return Calibration(estimates, fitted, scenario, simulated, notes)
 
 
