@@ -199,3 +199,23 @@ def test_poisson_interval_coverage_is_near_95_percent():
     covered = np.mean([lo <= 4.0 <= hi for lo, hi in
                        (poisson_rate(int(c), 10.0)[1:] for c in counts)])
     assert covered >= 0.95 - 3 * np.sqrt(0.05 * 0.95 / 2000)  # exact intervals: at least 95%
+
+
+def test_an_hourly_curve_scenario_is_fitted_hour_by_hour(tmp_path):
+    data = read_scenario_data(DEFAULT)
+    rates = {"warm-up": 300, "burst": 6000, "tail": 400}
+    curve = [rates[name] for p in data["campaign"]["phases"] for name in [p["name"]]
+             for _ in range(p["hours"])]
+    del data["audience"]["arrivals_per_hour"]
+    data["audience"]["hourly_curve"] = curve
+    base = tmp_path / "hourly.toml"
+    base.write_text(dump(data))
+    sc = load_scenario(base)
+    run = simulate_once(sc, 1, events=True)
+    log = tmp_path / "e.csv"
+    write_events(log, sc, run.event_log)
+    fitted = tmp_path / "fitted.toml"
+    assert main(["calibrate", str(log), "--scenario", str(base), "--out", str(fitted),
+                 "--report", str(tmp_path / "r"), "--replications", "2"]) == 0
+    got = load_scenario(fitted).audience.hourly_curve
+    assert len(got) == 24 and 5000 < got[6] < 7000 and 200 < got[0] < 400

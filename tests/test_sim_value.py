@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from campaign.audience import CHANNELS, AfterCampaign
@@ -227,3 +229,29 @@ def test_value_kpis_are_objectives_for_compare_sweep_and_tune():
     # more repurchase: the same campaign (common random numbers), more value afterwards
     assert cmp.diff["buyers"].mean == 0 and cmp.diff["ltv"].ci_low > 0
     assert cmp.significant("lifetime_profit") and cmp.significant("ltv_to_cac")
+
+
+@settings(max_examples=40, deadline=None)
+@given(retention=st.floats(0, 1), churn=st.floats(0, 1), repurchase=st.floats(0, 1),
+       rate=st.floats(0, 1), horizon=st.integers(1, 400), period=st.integers(1, 60),
+       n=st.integers(0, 60), channel=st.integers(0, 4), spend=st.integers(0, 10**6),
+       profit=st.integers(-10**6, 10**6))
+def test_value_invariants_hold_for_any_parameters(retention, churn, repurchase, rate, horizon,
+                                                  period, n, channel, spend, profit):
+    period = min(period, horizon)
+    params = AfterCampaign(retention=retention, churn=churn, repurchase=repurchase,
+                           annual_discount_rate=rate, horizon_days=horizon, period_days=period)
+    v = _value(params, n, channel=channel, spend_fen=spend, profit_fen=profit)
+    k = v.kpis
+    assert all(np.isfinite(x) for x in k.values())
+    assert 0 <= k["retention"] <= 1 and 0 <= k["repurchase_rate"] <= 1
+    assert 0 <= k["payback_days"] <= horizon and 0 <= k["break_even_days"] <= horizon
+    assert k["repurchase_orders"] <= n * -(-horizon // period)  # at most one a period
+    assert k["lifetime_profit"] >= profit / 100 - 1e-9  # repurchases only add
+    for curve in v.curves.values():
+        assert len(curve) == horizon + 1 and np.all(np.diff(curve) >= -1e-9)
+    if n:
+        total = sum(c["buyers"] * c["cac"] for c in v.channels.values())
+        assert total == pytest.approx(spend / 100)
+    days = v.repurchases[1]
+    assert np.all((days >= 0) & (days < horizon))
