@@ -97,8 +97,10 @@ def detail_rows(scenario: Scenario, results: list[RunResult]) -> list[Row]:
     return rows
 
 
-Table = tuple[str, tuple[str, ...], list[tuple[str, ...]], str]
-"""(title, header, rows, note) of a report table."""
+Cell = str | KpiSummary
+Table = tuple[str, tuple[str, ...], list[tuple[Cell, ...]], str]
+"""(title, header, rows, note) of a report table; a KpiSummary cell is shown as its mean and
+95% CI (in the terminal as mean ± half-width, to stay narrow)."""
 
 
 def value_table(scenario: Scenario, results: list[RunResult]) -> Table:
@@ -117,9 +119,9 @@ def value_table(scenario: Scenario, results: list[RunResult]) -> Table:
         else:
             payback = f"{pay.mean:.0f} d [{pay.ci_low:.0f}, {pay.ci_high:.0f}]"
             if never:
-                payback += f"; {never} of {pay.n} not within"
-        rows.append((CHANNEL_LABELS.get(name, name), _mean_ci(m["buyers"]),
-                     _mean_ci(m["cac"]), _mean_ci(m["ltv"]), _mean_ci(m["ltv_to_cac"]),
+                payback += f"; {never}/{pay.n} not within"
+        rows.append((CHANNEL_LABELS.get(name, name), m["buyers"], m["cac"], m["ltv"],
+                     m["ltv_to_cac"],
                      payback, f"{m['repurchase_rate'].mean:.0%}"))
     note = (f"Acquired buyers (segment \"new\" and invitees) by how they came; mean [95% CI] over "
             f"the replications that acquired somebody by that channel (of {n}). CAC = their "
@@ -132,29 +134,31 @@ def value_table(scenario: Scenario, results: list[RunResult]) -> Table:
     return ("After the campaign: value of acquired buyers by channel", header, rows, note)
 
 
-def _cell(text: str) -> str:
-    """A table cell for HTML: a `mean [low, high]` shows its interval small, below."""
-    mean, sep, ci = text.partition(" [")
-    if not sep:
-        return html.escape(text)
-    return f"{html.escape(mean)}<br><small>[{html.escape(ci)}</small>"
+def _cell(cell: Cell) -> str:
+    """A table cell for HTML: a summary shows its interval small, below its mean."""
+    if isinstance(cell, str):
+        return html.escape(cell)
+    return f"{fmt(cell.mean)}<br><small>[{fmt(cell.ci_low)}, {fmt(cell.ci_high)}]</small>"
 
 
-def _mean_ci(s: KpiSummary) -> str:
-    return f"{fmt(s.mean)} [{fmt(s.ci_low)}, {fmt(s.ci_high)}]"
+def _text(cell: Cell) -> str:
+    if isinstance(cell, str):
+        return cell
+    return f"{fmt(cell.mean)} ± {fmt((cell.ci_high - cell.ci_low) / 2)}"
 
 
 def text_table(table: Table) -> str:
     """A report table for the terminal."""
-    title, header, rows, _ = table
-    if not rows:
+    title, header, cells, _ = table
+    if not cells:
         return f"{title}: none"
+    rows = [tuple(_text(c) for c in r) for r in cells]
     allrows = [header, *rows]
     w = [max(len(r[i]) for r in allrows) for i in range(len(header))]
     lines = ["  ".join(f"{c:<{w[i]}}" if i == 0 else f"{c:>{w[i]}}" for i, c in enumerate(r))
              for r in allrows]
     lines.insert(1, "-" * len(lines[0]))
-    return "\n".join([title, *lines])
+    return "\n".join([f"{title} (mean ± half the 95% CI)", *lines])
 
 
 def kpi_table(summary: dict[str, KpiSummary], details: list[Row] = ()) -> str:
