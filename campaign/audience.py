@@ -80,12 +80,18 @@ class Referral(Section):
                                         "like; default: the first segment")
     inviter_reward: float = Field(default=0, ge=0, description="yuan to the inviter on the "
                                   "invitee's first paid order (老带新)")
-    invitee_reward: float = Field(default=0, ge=0, description="yuan off the invitee's first order")
+    invitee_reward: float = Field(default=0, ge=0, description="yuan off the invitee's first "
+                                  "order: part of the price it responds to")
     depth_cap: int = Field(ge=1, le=100, description="deepest referral level rewarded and followed")
     bonus_after_invites: int | None = Field(default=None, ge=1, description="successful invites "
                                             "after which a sharer is a fission master")
     bonus_per_invite: float = Field(default=0, ge=0, description="extra yuan per successful "
                                     "invite beyond bonus_after_invites")
+    reward_weight: float = Field(default=1.0, ge=0, le=100, description=(
+        "how much the rewards a sharer stands to earn move its invites, against the discount "
+        "still to be won: invites_per_sharer * (1 + share_effort * (g + reward_weight * rho)), "
+        "rho the rewards as a share of the list price (docs/simulation.md); 1: a yuan of "
+        "reward counts as a yuan off; 0: rewards cost money and move nobody"))
 
 
 class GroupBehaviour(Section):
@@ -101,8 +107,9 @@ class GroupBehaviour(Section):
     members_share: bool = Field(default=False, description=(
         "members share the group's link too (else only the leader does)"))
     share_effort: float = Field(default=2.0, ge=0, le=100, description=(
-        "a sharer sends invites_per_sharer * (1 + share_effort * g) invites on average, g the "
-        "share of the list price still to be won at the group's next tier"))
+        "a sharer sends invites_per_sharer * (1 + share_effort * (g + reward_weight * rho)) "
+        "invites on average, g the share of the list price still to be won at the group's "
+        "next tier, rho the rewards it stands to earn (see audience.referral.reward_weight)"))
 
 
 CHANNELS = ("invite", "group", "coupon", "flash_sale", "regular")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from campaign.scenario import apply_overrides, load_scenario, read_scenario_data
+from campaign.scenario import apply_overrides, load_scenario, parse_scenario, read_scenario_data
 from groupbuy.cli import main
 from sim import simulate_once
 from sim.calibrate.estimate import exponential_mean, poisson_rate, proportion
@@ -219,3 +219,68 @@ def test_an_hourly_curve_scenario_is_fitted_hour_by_hour(tmp_path):
                  "--report", str(tmp_path / "r"), "--replications", "2"]) == 0
     got = load_scenario(fitted).audience.hourly_curve
     assert len(got) == 24 and 5000 < got[6] < 7000 and 200 < got[0] < 400
+
+
+# -- invites per sharer: the base rate the sharing formula scales -------------------------------
+
+
+def _events(sc, seed: int):
+    from sim.calibrate.log import events_from_log
+    run = simulate_once(sc, seed, events=True)
+    return events_from_log(run.event_log, [s.name for s in sc.audience.segments],
+                           [s.id for s in sc.campaign.skus], sc.campaign.duration_hours)
+
+
+@pytest.mark.parametrize("name", ["default.toml", "group_buy_ladder.toml",
+                                  "referral_fission.toml"])
+def test_each_share_exposure_from_the_log_is_the_models_own(name, monkeypatch):
+    # The model's mean invites for every share (recorded as it draws them) against μ × the
+    # exposure calibration recomputes from the log: the discount still to be won, the inviter
+    # reward, the fission chance and a leader's chance of completing, to the last digit.
+    import sim.model.campaign as model
+    from sim.calibrate.fit import _shares_in_log, fit_invites
+    from sim.model.behaviour import Sharing, expected_joiners
+    means: list[float] = []
+    draw = model.poisson_quantile
+    monkeypatch.setattr(model, "poisson_quantile",
+                        lambda u, mean: means.append(mean) or draw(u, mean))
+    sc = load_scenario(SCENARIOS / name)
+    ev = _events(sc, 3)
+    sharing, ref = Sharing.of(sc), sc.audience.referral
+    rebuilt = []
+    for sh in _shares_in_log(ev, sc, sharing):
+        completion = 0.0
+        if sh.leader is not None:
+            ladder, tau, sigma, n_open = sh.leader
+            completion = ladder.completion_chance(1, expected_joiners(
+                tau, 0, sharing.before_rewards(sh.gain), ref.invitee_conversion,
+                ref.invite_delay_minutes / 60, sigma, n_open))
+        rebuilt.append(sharing.mean(sh.gain, sh.list_yuan, completion))
+    assert len(means) == len(rebuilt) > 50
+    assert rebuilt == pytest.approx(means, rel=1e-12)
+    assert any(m != sharing.before_rewards(0.0) for m in means)  # rewards moved someone
+    # from a base far off (μ = 6), the fixed point finds the same rate as from the truth
+    off = parse_scenario(apply_overrides(sc.model_dump(mode="json", exclude_none=True),
+                                         {"audience.referral.invites_per_sharer": 6.0}))
+    a, b = fit_invites(ev, sc), fit_invites(ev, off)
+    assert a is not None and b is not None
+    assert (b.value, b.ci_low, b.ci_high) == pytest.approx((a.value, a.ci_low, a.ci_high),
+                                                           rel=1e-8)
+
+
+def test_invites_per_sharer_is_recovered_when_rewards_move_sharing():
+    # The referral scenario with a large reward and a fission master in reach: without the
+    # exposure the rewards add (ρ ≈ 0.48), invites ÷ shares would say about 5.8, twice the
+    # truth (3).
+    sc = parse_scenario(apply_overrides(
+        read_scenario_data(SCENARIOS / "referral_fission.toml"),
+        {"audience.referral.inviter_reward": 30.0, "audience.referral.bonus_after_invites": 1,
+         "audience.referral.bonus_per_invite": 10.0}))
+    from sim.calibrate.fit import fit_invites
+    truth = sc.audience.referral.invites_per_sharer
+    hits = 0
+    for seed in range(1, 11):
+        est = fit_invites(_events(sc, seed), sc)
+        assert est is not None
+        hits += est.covers(truth)
+    assert hits >= 8  # 95% intervals: 8 or more of 10 with probability 0.99

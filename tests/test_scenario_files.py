@@ -224,6 +224,31 @@ def test_bad_group_behaviour_keys_name_the_key(key: str, value: object, expected
     assert line.startswith(expected), line
 
 
+REFERRAL = {"invites_per_sharer": 2.0, "invite_delay_minutes": 60, "invitee_conversion": 0.1,
+            "depth_cap": 2}
+
+
+def test_reward_weight_defaults_to_one_and_may_be_switched_off() -> None:
+    data = minimal()
+    data["audience"]["referral"] = dict(REFERRAL)
+    assert parse_scenario(data).audience.referral.reward_weight == 1.0
+    data["audience"]["referral"]["reward_weight"] = 0
+    assert parse_scenario(data).audience.referral.reward_weight == 0.0
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (-0.5, "audience.referral.reward_weight: Input should be greater than or equal to 0"),
+    (101, "audience.referral.reward_weight: Input should be less than or equal to 100"),
+    ("a lot", "audience.referral.reward_weight: Input should be a valid number"),
+])
+def test_a_bad_reward_weight_names_the_key(value: object, expected: str) -> None:
+    data = minimal()
+    data["audience"]["referral"] = {**REFERRAL, "reward_weight": value}
+    (line,) = problems(data)
+    assert line.startswith(expected), line
+    assert "\n" not in line
+
+
 def test_group_behaviour_needs_group_rules() -> None:
     data = minimal()
     data["audience"]["groups"] = {"look_share": 0.5}

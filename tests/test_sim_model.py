@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,9 @@ from hypothesis import strategies as st
 
 from campaign import load_scenario, parse_scenario
 from campaign.pricing import PriceContext, price_order
+from campaign.scenario import apply_overrides
 from sim import KPI_NAMES, replicate, simulate_once, summarize
-from sim.model.behaviour import Ladder
+from sim.model.behaviour import Ladder, Sharing
 from sim.model.campaign import _Campaign
 from sim.model.groups import GroupBook
 
@@ -345,9 +347,9 @@ def test_expected_joiners_match_the_documented_formula():
     campaign = _Campaign(sc, 1, record=False, trace=False)
     f = 1 - math.exp(-2.0 / 1.0)  # an invite arrives within the 2-hour window
     strangers = 100 * 0.8 * 0.05 * 0.4  # lookers per hour who would buy, one SKU
-    assert campaign.expected_joiners(None, 0, 0, True) == pytest.approx(
+    assert campaign.expected_joiners(0, None, 0, 0, True) == pytest.approx(
         0.2 * f * 0.5 * 3.0 + strangers * 2.0 / 1)
-    assert campaign.expected_joiners(None, 0, 2, True) == pytest.approx(
+    assert campaign.expected_joiners(0, None, 0, 2, True) == pytest.approx(
         strangers * 2.0)  # at the depth cap: the shopper will not share
 
 
@@ -433,3 +435,133 @@ def test_budget_policy_stop_selling_sells_nothing_past_the_budget():
     assert stopped["gmv"] - stopped["revenue"] == pytest.approx(stopped["subsidy_spent"]
                                                                 - stopped["reward_cost"]
                                                                 - stopped["gift_cost"])
+
+
+# --- rewards move behaviour, not only cost ---------------------------------------------------
+
+def test_the_sharing_formula_matches_a_hand_computation():
+    # mean = μ·(1 + e·(g + w·ρ)), ρ = (R + B·φ + c·R_lead) / L, φ = P(Poisson(q·μ·(1 + e·g)) ≥ n)
+    s = Sharing(invites=3.0, effort=2.0, weight=1.0, inviter_reward=20.0, bonus=5.0,
+                bonus_after=5, conversion=0.6, leader_reward=5.0)
+    m = 0.6 * 3.0 * (1 + 2.0 * 0.2)  # a friend buys with 0.6 of μ·(1 + e·g) = 4.2 invites
+    assert m == pytest.approx(2.52)
+    phi = 1 - math.exp(-m) * (1 + m + m**2 / 2 + m**3 / 6 + m**4 / 24)
+    # by hand: 1 − e^−2.52 · (1 + 2.52 + 3.1752 + 2.66717 + 1.68032) = 1 − 0.080460 · 11.04268
+    assert phi == pytest.approx(0.11151, abs=1e-5)
+    assert s.fission_chance(0.2) == pytest.approx(phi)
+    rho = (20.0 + 5.0 * phi + 0.5 * 5.0) / 100.0  # a leader whose group completes with 0.5
+    assert s.stake(0.2, 100.0, completion=0.5) == pytest.approx(rho)
+    assert s.mean(0.2, 100.0, completion=0.5) == pytest.approx(3.0 * (1 + 2.0 * (0.2 + rho)))
+    assert s.mean(0.2, 100.0, completion=0.5) == pytest.approx(5.58345, abs=1e-5)
+    # w = 0, or no rewards, is the formula before rewards moved anybody: μ·(1 + e·g), exactly
+    for before in (replace(s, weight=0.0), replace(s, inviter_reward=0.0, bonus=0.0,
+                                                   leader_reward=0.0)):
+        assert before.mean(0.2, 100.0, completion=0.5) == 3.0 * (1.0 + 2.0 * 0.2)
+    assert replace(s, bonus_after=None).fission_chance(0.2) == 0.0
+    assert Ladder((3, 5), (0.2, 0.3), 0.0).completion_chance(1, 1.5) == pytest.approx(
+        1 - math.exp(-1.5) * (1 + 1.5))
+    assert Ladder((3, 5), (0.2, 0.3), 0.0).completion_chance(3, 0.0) == 1.0
+
+
+def shares_and_kpis(sc, seed: int) -> tuple[float, dict[str, float]]:
+    """(shares, KPIs) of one run: the shares are counted but are not a KPI."""
+    campaign = _Campaign(sc, seed, record=False, trace=False)
+    kpis = campaign.run().kpis
+    return campaign.recorder.counts["shares"], kpis
+
+
+def paired(a: list[dict[str, float]], b: list[dict[str, float]], *keys: str) -> dict:
+    """Per KPI, the 95% CI of B − A over paired replications (common random numbers)."""
+    return summarize([{k: y[k] - x[k] for k in keys} for x, y in zip(a, b, strict=True)])
+
+
+def with_values(path: Path, values: dict[str, Any]):
+    data = load_scenario(path).model_dump(mode="json", exclude_none=True)
+    return parse_scenario(apply_overrides(data, values))
+
+
+def test_a_larger_inviter_reward_brings_more_invites_and_invited_buyers():
+    path = SCENARIOS / "referral_fission.toml"
+    keys = ("invites_sent", "invited_buyers", "reward_cost", "buyers")
+    none = [r.kpis for r in replicate(with_values(path, {
+        "audience.referral.inviter_reward": 0.0}), 10, seed=2)]
+    some = [r.kpis for r in replicate(with_values(path, {
+        "audience.referral.inviter_reward": 20.0}), 10, seed=2)]
+    diff = paired(none, some, *keys)
+    for k in keys:
+        assert diff[k].ci_low > 0, (k, diff[k])
+    # switched off (reward_weight = 0), the reward only costs: the same invites and buyers
+    off = [r.kpis for r in replicate(with_values(path, {
+        "audience.referral.inviter_reward": 20.0, "audience.referral.reward_weight": 0.0}),
+        10, seed=2)]
+    assert [k["invites_sent"] for k in off] == [k["invites_sent"] for k in none]
+    assert [k["buyers"] for k in off] == [k["buyers"] for k in none]
+    assert all(k["reward_cost"] > 0 for k in off)
+
+
+def fission(after: int, bonus: float):
+    """Every buyer shares Poisson(8) product links; a friend buys with 0.6; rewards only the
+    fission bonus after `after` successes."""
+    return scenario(rate=20, hours=10, segment={"share_propensity": 1.0},
+                    referral={"invites_per_sharer": 8.0, "invite_delay_minutes": 1.0,
+                              "invitee_conversion": 0.6, "depth_cap": 1,
+                              "bonus_after_invites": after, "bonus_per_invite": bonus})
+
+
+def test_the_fission_bonus_makes_sharers_near_the_threshold_push_harder():
+    # Near: 4.8 friends expected to buy, threshold 5 (φ ≈ 0.52) -> a sharer sends more invites.
+    # Far: threshold 40, out of reach (φ ≈ 0) -> the bonus moves nobody (and costs nothing).
+    for after, moves in ((5, True), (40, False)):
+        a = [shares_and_kpis(fission(after, 0.0), s) for s in range(1, 11)]
+        b = [shares_and_kpis(fission(after, 20.0), s) for s in range(1, 11)]
+        per_share = summarize([{"d": kb["invites_sent"] / nb - ka["invites_sent"] / na}
+                               for (na, ka), (nb, kb) in zip(a, b, strict=True)])["d"]
+        if moves:
+            assert per_share.ci_low > 0.5, per_share  # about 8 × 2 × 20 × 0.52 / 100 = 1.7
+            assert sum(kb["reward_cost"] for _, kb in b) > 0
+        else:
+            assert abs(per_share.mean) < 0.01, per_share
+
+
+def test_a_larger_leader_reward_completes_more_groups():
+    # Groups of 3 fill by the leader's link only: a leader who stands to earn 30 yuan (on a
+    # 100-yuan order, times the chance its group completes) invites more friends.
+    def leading(reward: float):
+        return scenario(rate=60, hours=24,
+                        segment={"group_propensity": 1.0, "share_propensity": 1.0,
+                                 "base_conversion": 0.1},
+                        groups={"tiers": [{"size": 3, "percent_off": 20}], "window_hours": 2.0,
+                                "leader_reward": reward},
+                        referral={"invites_per_sharer": 2.0, "invite_delay_minutes": 30,
+                                  "invitee_conversion": 0.5, "depth_cap": 1},
+                        behaviour={"look_share": 0.0})
+    a = [r.kpis for r in replicate(leading(0.0), 20, seed=5)]
+    b = [r.kpis for r in replicate(leading(30.0), 20, seed=5)]
+    diff = paired(a, b, "group_completion_rate", "invites_sent", "groups_completed")
+    assert diff["invites_sent"].ci_low > 0, diff["invites_sent"]
+    assert diff["group_completion_rate"].ci_low > 0, diff["group_completion_rate"]
+
+
+def test_a_larger_invitee_reward_converts_more_invitees():
+    # The invitee's 10 yuan off is part of the price it responds to (the segment's shape lifts
+    # its conversion); the sharers' invites are the same, so the difference is conversion.
+    def rewarded(reward: float):
+        return scenario(rate=50, segment={"share_propensity": 0.5, "price_sensitivity": 2.0},
+                        referral={**REFERRAL, "inviter_reward": 0.0, "invitee_reward": reward,
+                                  "invitee_conversion": 0.3, "depth_cap": 1})
+    a = [r.kpis for r in replicate(rewarded(0.0), 10, seed=3)]
+    b = [r.kpis for r in replicate(rewarded(10.0), 10, seed=3)]
+    assert [k["invites_sent"] for k in a] == [k["invites_sent"] for k in b]
+    diff = paired(a, b, "invite_conversion", "invited_buyers")
+    assert diff["invite_conversion"].ci_low > 0 and diff["invited_buyers"].ci_low > 0, diff
+
+
+def test_a_deeper_depth_cap_brings_more_invited_buyers_and_costs_more_rewards():
+    path = SCENARIOS / "referral_fission.toml"
+    runs = {cap: [r.kpis for r in replicate(with_values(path, {
+        "audience.referral.depth_cap": cap}), 10, seed=4)] for cap in (1, 2, 3)}
+    for lo, hi in ((1, 2), (2, 3)):
+        diff = paired(runs[lo], runs[hi], "invited_buyers", "reward_cost")
+        assert diff["invited_buyers"].ci_low > 0 and diff["reward_cost"].ci_low > 0, (lo, diff)
+    assert max(k["max_referral_depth"] for k in runs[1]) == 1
+    assert max(k["max_referral_depth"] for k in runs[3]) == 3

@@ -180,3 +180,45 @@ def test_viral_coefficient_is_invites_per_buyer_times_invite_conversion(depth_ca
     amplification = 1 + conversion if depth_cap == 1 else 1 / (1 - conversion)
     assert inside(s["amplification"], amplification), s["amplification"]
     assert inside(s["invite_conversion"], conversion), s["invite_conversion"]
+
+
+def _shares(sc, seed: int) -> tuple[float, float]:
+    from sim.model.campaign import _Campaign
+    campaign = _Campaign(sc, seed, record=False, trace=False)
+    invites = campaign.run().kpis["invites_sent"]
+    return campaign.recorder.counts["shares"], invites
+
+
+@pytest.mark.parametrize(("rewards", "expected"), [
+    ({}, 2.0),  # no rewards: μ (a product link has nothing left to win: g = 0)
+    ({"inviter_reward": 5.0}, 2.0 * (1 + 2.0 * 5.0 / 10.0)),  # ρ = R / L
+    ({"inviter_reward": 5.0, "reward_weight": 0.5}, 2.0 * (1 + 2.0 * 0.5 * 5.0 / 10.0)),
+    ({"inviter_reward": 5.0, "reward_weight": 0.0}, 2.0),  # switched off: the old formula
+    # fission master after 2 friends who buy, of Poisson(q·μ = 1): φ = 1 − 2/e
+    ({"bonus_after_invites": 2, "bonus_per_invite": 5.0},
+     2.0 * (1 + 2.0 * 5.0 * (1 - 2 * math.exp(-1)) / 10.0)),
+])
+def test_invites_per_share_follow_the_sharing_formula(rewards: dict[str, Any], expected: float):
+    # Every buyer shares the product's link (g = 0) with Poisson(μ·(1 + e·w·ρ)) invites,
+    # ρ = (R + B·φ) / L: μ = 2, e = 2 (the default share effort), L = 10 yuan; invitees are at
+    # the depth cap, so only first-time buyers share.
+    sc = scenario(phases=[("all", 40.0, 25.0)], segment={"share_propensity": 1.0},
+                  referral={"invites_per_sharer": 2.0, "invite_delay_minutes": 1.0,
+                            "invitee_conversion": 0.5, "depth_cap": 1, **rewards})
+    runs = [_shares(sc, seed) for seed in range(31, 61)]
+    s = summarize([{"per_share": invites / shares} for shares, invites in runs])["per_share"]
+    assert inside(s, expected), (expected, s)
+
+
+@pytest.mark.parametrize("reward", [0.0, 3.0])
+def test_the_invitee_reward_is_part_of_the_invitee_price(reward: float):
+    # An invitee converts with q · lift(reward / L): q = 0.2, linear lift 1 + 2·d, L = 10 yuan,
+    # so 3 yuan off its first order makes 0.2 · 1.6 = 0.32 of invitees buy instead of 0.2.
+    sc = scenario(phases=[("all", 40.0, 25.0)],
+                  segment={"share_propensity": 1.0, "price_sensitivity": 2.0},
+                  referral={"invites_per_sharer": 1.0, "invite_delay_minutes": 0.1,
+                            "invitee_conversion": 0.2, "depth_cap": 1,
+                            "invitee_reward": reward},
+                  payment_timeout_minutes=0.03)
+    s = summarize([r.kpis for r in replicate(sc, 30, seed=29)])["invite_conversion"]
+    assert inside(s, 0.2 * (1 + 2.0 * reward / 10.0)), s

@@ -7,7 +7,10 @@ What is fitted, each with a 95% interval (`Estimate`):
 - per segment: `pay_probability` (binomial), `pay_delay_minutes` (exponential, payments cut
   off at the timeout counted as censored), `share_propensity` (binomial over the buyers who
   could share);
-- referral: `invites_per_sharer` (Poisson with each sharer's known share effort as exposure),
+- referral: `invites_per_sharer`, the base rate μ the sharing formula scales (Poisson, each
+  share's effort 1 + e·(g + w·ρ) as its exposure: the discount still to be won and the rewards
+  the sharer stood to earn, recomputed from the log with `behaviour.Sharing`; refitted after
+  each conversion round, as a leader's chance of completing depends on the conversions),
   `invite_delay_minutes` (exponential; invites that would land after the sale censored),
   `invitee_share_propensity` if the base sets it;
 - `fallback_take_up` (binomial over members of failed groups);
@@ -25,8 +28,8 @@ What is fitted, each with a 95% interval (`Estimate`):
 
 Held fixed from the base scenario: the campaign rules and prices, demand shapes, price
 sensitivities, reference discounts, member tiers, quantities, `share_effort`,
-`members_share`, the choice rule, `depth_cap`, rewards, the after-campaign channel
-multipliers, margin and discount rate.
+`members_share`, the choice rule, `depth_cap`, rewards and `reward_weight`, the after-campaign
+channel multipliers, margin and discount rate.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from sim.calibrate.estimate import (
 )
 from sim.calibrate.log import EventLogError, Events, events_from_log
 from sim.model import PAY_DELAY_MINUTES, child_seed, simulate_once
+from sim.model.behaviour import Sharing, expected_joiners, stranger_rates
 from sim.model.campaign import NEW_SEGMENT
 from sim.model.prices import PriceBook
 
@@ -275,24 +279,9 @@ def fit_sharing(ev: Events, scenario: Scenario) -> list[Estimate]:
         invites = np.array([int(d) for d in ev.detail[share]])
     except ValueError:
         return out  # no invite counts: invites per sharer and the delay stay the base's
-    # exposure: 1 + share_effort × the discount still to be won at the group's next tier
-    effort = behaviour.share_effort if behaviour is not None else 2.0
-    prices = PriceBook(rules)
-    members = _members_when_sharing(ev)
-    grouped = ev.group[share] >= 0
-    exposure = np.ones(len(share))
-    if rules.groups is not None and effort:
-        for j in np.flatnonzero(grouped):
-            row = share[j]
-            seg = segs[ev.segment[row]]
-            ladder = prices.ladder(int(ev.sku[row]), min(seg.quantity, rules.per_user_limit),
-                                   prices.interval(float(ev.time[row])), seg.member_tier)
-            exposure[j] += effort * ladder.gain_to_next(int(members[ev.user[row]]))
-    total = int(invites.sum())
-    out.append(Estimate("audience.referral.invites_per_sharer",
-                        *poisson_rate(total, float(exposure.sum())), len(share),
-                        "Poisson MLE with each share's effort as exposure",
-                        ref.invites_per_sharer))
+    fitted = fit_invites(ev, scenario)
+    if fitted is not None:
+        out.append(fitted)
     # invite delay: arrivals seen, and invites that would have landed after the sale
     shared_at = np.full(ev.n_users, np.nan)
     shared_at[ev.user[share]] = ev.time[share]
@@ -309,6 +298,108 @@ def fit_sharing(ev: Events, scenario: Scenario) -> list[Estimate]:
                             len(delay), "exponential MLE (invites after the sale censored)",
                             ref.invite_delay_minutes))
     return out
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """What a logged share's effort depends on: the discount still to be won (g), the list
+    price of the sharer's order (yuan) and, for a leader, what the chance its group completes
+    depends on besides μ (time left τ, strangers σ an hour, open groups G of the SKU)."""
+
+    gain: float
+    list_yuan: float
+    leader: tuple[Any, float, float, int] | None = None
+    """(ladder, τ, σ, G), for a leader when its completion chance moves its effort."""
+
+
+def _shares_in_log(ev: Events, scenario: Scenario, sharing: Sharing) -> list[_Shared]:
+    """Each share row's situation, as the model saw it when the sharer shared."""
+    aud, rules = scenario.audience, scenario.campaign
+    assert aud is not None
+    segs = aud.segments
+    prices = PriceBook(rules)
+    share = ev.of("share")
+    members = _members_when_sharing(ev)
+    reserved_at = _first_time(ev, "reserve")  # an order is priced as at its reservation
+    grouped = ev.group[share] >= 0
+    starts, sigma = stranger_rates(scenario)
+    open_rows: list[np.ndarray] = []
+    close_rows: list[np.ndarray] = []
+    if rules.groups is not None and sharing.weighs_completion:
+        # open groups per SKU at each row: the opens before it minus the closes before it
+        opened, closed = ev.of("group_open"), np.concatenate([ev.of("group_complete"),
+                                                              ev.of("group_fail")])
+        open_rows = [opened[ev.sku[opened] == k] for k in range(len(rules.skus))]
+        close_rows = [np.sort(closed[ev.sku[closed] == k]) for k in range(len(rules.skus))]
+    out = []
+    for j, row in enumerate(share):
+        seg = segs[ev.segment[row]]
+        sku, t = int(ev.sku[row]), float(ev.time[row])
+        qty = min(seg.quantity, rules.per_user_limit)
+        at = reserved_at[ev.user[row]]
+        interval = prices.interval(float(at) if np.isfinite(at) else t)
+        list_yuan = prices.quote(sku, qty, interval, seg.member_tier).list_total / 100
+        if not grouped[j] or rules.groups is None:
+            out.append(_Shared(0.0, list_yuan))
+            continue
+        ladder = prices.ladder(sku, qty, interval, seg.member_tier)
+        m = int(members[ev.user[row]])
+        leader = None
+        if m == 1 and open_rows:
+            tau = max(0.0, min(t + rules.groups.window_hours, rules.duration_hours) - t)
+            n_open = int(np.searchsorted(open_rows[sku], row)
+                         - np.searchsorted(close_rows[sku], row))
+            piece = max(0, int(np.searchsorted(starts, t, side="right")) - 1)
+            leader = (ladder, tau, sigma[piece], max(1, n_open))
+        out.append(_Shared(ladder.gain_to_next(m), list_yuan, leader))
+    return out
+
+
+def fit_invites(ev: Events, scenario: Scenario) -> Estimate | None:
+    """invites_per_sharer: the base rate μ of the sharing formula (`behaviour.Sharing`), from
+    the logged invite counts: their total is Poisson with mean Σ μ·x_j, x_j = 1 + e·(g + w·ρ)
+    each share's exposure. x_j depends on μ itself only through the fission chance and a
+    leader's chance of completing, so μ (and each end of the exact interval of the total)
+    solves μ · Σ x_j(μ) = total by fixed-point iteration."""
+    aud = scenario.audience
+    sharing = Sharing.of(scenario)
+    share = ev.of("share")
+    if aud is None or aud.referral is None or sharing is None or not len(share):
+        return None
+    try:
+        total = sum(int(d) for d in ev.detail[share])
+    except ValueError:
+        return None
+    ref = aud.referral
+    situations = _shares_in_log(ev, scenario, sharing)
+
+    def exposure(mu: float) -> float:
+        s = replace(sharing, invites=mu)
+        x = 0.0
+        for sh in situations:
+            completion = 0.0
+            if sh.leader is not None:
+                ladder, tau, sigma, n_open = sh.leader
+                joiners = expected_joiners(tau, 0, s.before_rewards(sh.gain),
+                                           ref.invitee_conversion,
+                                           ref.invite_delay_minutes / 60, sigma, n_open)
+                completion = ladder.completion_chance(1, joiners)
+            x += s.exposure(sh.gain, sh.list_yuan, completion)
+        return x
+
+    def solve(target: float) -> float:
+        mu, x = sharing.invites, exposure(sharing.invites)
+        for _ in range(100):
+            new = target / x
+            if abs(new - mu) <= 1e-10 * max(new, 1e-12):
+                break
+            mu, x = new, exposure(new)
+        return target / x
+
+    _, lo, hi = poisson_rate(total, 1.0)  # the exact interval of the total
+    return Estimate("audience.referral.invites_per_sharer", solve(total), solve(lo), solve(hi),
+                    len(share), "Poisson MLE, each share's effort 1 + e·(g + w·ρ) as exposure",
+                    ref.invites_per_sharer)
 
 
 def fit_fallback(ev: Events, scenario: Scenario) -> list[Estimate]:
@@ -598,11 +689,19 @@ def calibrate(ev: Events, data: dict[str, Any], source: str, *, replications: in
         sim = Conversions.total([Conversions.of(s, n_segments) for s in sims])
         conversion = fit_conversion(observed, sim, scenario)
         fitted = with_estimates(fitted, conversion, source)
+        # a leader's chance of completing (part of its sharing effort) depends on the
+        # conversions just fitted: refit the base invite rate with them
+        invites = fit_invites(ev, parse_scenario(fitted, source))
+        if invites is not None:
+            direct = [e for e in direct if e.key != invites.key] + [invites]
+            fitted = with_estimates(fitted, [invites], source)
     scenario = parse_scenario(fitted, source)
     say(f"simulating the fitted scenario ({replications} replication(s)) for the fit report")
     simulated = simulate_logs(scenario, replications, seed + iterations, say)
     # the conversion rounds started from earlier rounds' values: show the base's own
     conversion = [replace(e, base=_value_at(data, e.key, e.base)) for e in conversion]
+    direct = [replace(e, base=_value_at(data, e.key, e.base)) if e.key.endswith(
+        "invites_per_sharer") else e for e in direct]
     estimates = direct + conversion
     notes = [f"held from the base: {', '.join(HELD)}"]  # the fitted file's header says it too
     return Calibration(estimates, fitted, scenario, simulated, notes)
@@ -610,5 +709,5 @@ def calibrate(ev: Events, data: dict[str, Any], source: str, *, replications: in
 
 HELD = ("campaign rules and prices", "demand shapes, price sensitivities and reference "
         "discounts", "member tiers and quantities", "share_effort", "members_share",
-        "the choice rule", "depth_cap", "rewards",
+        "the choice rule", "depth_cap", "rewards and reward_weight",
         "after-campaign channel multipliers, margin and discount rate")

@@ -20,9 +20,11 @@ the formulas):
   the tier reached; below the smallest tier it fails (refund, or fallback price with take-up).
 - Sharing: a paying leader (and members, if `members_share`) shares the group's link with the
   segment's share propensity; a single buyer shares the product's link. Invites are
-  Poisson(invites_per_sharer × (1 + share_effort × g)), g the discount still to be won at the
-  group's next tier; each friend arrives after an exponential delay and carries the group.
-  Invitees deeper than `depth_cap` are not generated.
+  Poisson(invites_per_sharer × (1 + share_effort × (g + reward_weight × ρ))), g the discount
+  still to be won at the group's next tier, ρ the rewards the sharer stands to earn
+  (`behaviour.Sharing`); each friend arrives after an exponential delay and carries the group.
+  Invitees deeper than `depth_cap` are not generated. An invitee's `invitee_reward` is part of
+  the price it responds to.
 - Payment: with `pay_probability` a shopper pays after an exponential delay (mean the
   segment's `pay_delay_minutes`, default PAY_DELAY_MINUTES capped at a third of the timeout;
   always before the timeout), else the reservation lapses.
@@ -47,7 +49,13 @@ from campaign.pricing import to_cents
 from campaign.scenario import Scenario
 from sim.model.after import AFTER_KPIS, after_campaign
 from sim.model.arrivals import Uniforms, sample_arrivals
-from sim.model.behaviour import Demand, arrive_within, poisson_quantile
+from sim.model.behaviour import (
+    Demand,
+    Sharing,
+    expected_joiners,
+    poisson_quantile,
+    stranger_rates,
+)
 from sim.model.groups import Group, GroupBook
 from sim.model.ledger import SubsidyLedger
 from sim.model.perks import Perks
@@ -137,6 +145,7 @@ class _Campaign:
         budget = rules.subsidy_budget
         self.ledger = SubsidyLedger(None if budget is None else to_cents(budget))
         self.ref = ref = audience.referral
+        self.sharing = Sharing.of(scenario)
         self.trees = ReferralTrees(ref.depth_cap if ref else None)
         behaviour = audience.groups or GroupBehaviour()
         self.behaviour = behaviour
@@ -159,18 +168,9 @@ class _Campaign:
         self.next_user = 0
         self._worst: dict[tuple, int] = {}
         self.next_pid = 0
-        self._stranger_rates()
+        self._piece_starts, self._stranger_rate = stranger_rates(scenario)
 
     # -- what a shopper expects -------------------------------------------------------------
-
-    def _stranger_rates(self) -> None:
-        """Per rate piece: lookers per hour per SKU who would join a group at their base
-        conversion (the stranger part of the joiners a shopper expects)."""
-        pieces = self.scenario.arrival_rate_pieces()
-        self._piece_starts = [lo for lo, _, _ in pieces]
-        per_arrival = sum(s.share * s.group_propensity * s.base_conversion for s in self.segs)
-        share = self.behaviour.look_share / len(self.rules.skus)
-        self._stranger_rate = [rate * per_arrival * share for _, _, rate in pieces]
 
     def _propensity(self, seg: int, depth: int) -> float:
         ref = self.ref
@@ -178,31 +178,32 @@ class _Campaign:
             return ref.invitee_share_propensity
         return self.segs[seg].share_propensity
 
-    def expected_joiners(self, target: Group | None, seg: int, depth: int,
-                         shares_link: bool) -> float:
-        """Λ: the joiners a shopper expects the group to gain before it closes. Friends by the
-        link: q·F(τ)·(invites on their way + the shopper's own expected invites); strangers:
-        the looking rate × τ, shared among the SKU's open groups."""
+    def expected_joiners(self, sku: int, target: Group | None, seg: int, depth: int,
+                         shares_link: bool, own: float | None = None) -> float:
+        """Λ (`behaviour.expected_joiners`): the joiners a shopper expects the group it joins
+        (`target`), or opens (None) on `sku`, to gain before it closes. Its own invites count
+        when it will share the link: π·μ as it decides, or `own` (a leader sharing now)."""
         now = self.env.now
         groups = self.groups
         assert groups is not None and self.rules.groups is not None
         if target is None:
             deadline, pending = now + self.rules.groups.window_hours, 0
-            n_groups = groups.open_count(0 if target is None else target.sku) + 1
+            n_groups = groups.open_count(sku) + 1
         else:
             deadline, pending = target.deadline, target.pending_invites
             n_groups = max(1, groups.open_count(target.sku))
         tau = max(0.0, min(deadline, self.duration) - now)
-        lam = 0.0
+        piece = max(0, bisect.bisect_right(self._piece_starts, now) - 1)
         ref = self.ref
-        if ref is not None:
+        if ref is None:
+            return self._stranger_rate[piece] * tau / n_groups
+        if own is None:
             own = 0.0
             if shares_link and depth < ref.depth_cap:
                 own = self._propensity(seg, depth) * ref.invites_per_sharer
-            lam = (ref.invitee_conversion * arrive_within(tau, ref.invite_delay_minutes / 60)
-                   * (pending + own))
-        piece = max(0, bisect.bisect_right(self._piece_starts, now) - 1)
-        return lam + self._stranger_rate[piece] * tau / n_groups
+        return expected_joiners(tau, pending, own, ref.invitee_conversion,
+                                ref.invite_delay_minutes / 60, self._stranger_rate[piece],
+                                n_groups)
 
     def _worst_case(self, sku: int, qty: int, interval: int, tier: str, group: bool,
                     depth: int) -> int:
@@ -297,12 +298,16 @@ class _Campaign:
                 target = self.groups.pick(sku)
             members = 1 if target is None else len(target.members) + 1
             shares_link = target is None or self.behaviour.members_share
-            joiners = self.expected_joiners(target, seg, depth, shares_link)
+            joiners = self.expected_joiners(sku, target, seg, depth, shares_link)
             d = self.prices.ladder(sku, qty, interval, tier).expected_discount(members, joiners)
         elif discounted:
             d = self.prices.single_share(sku, qty, interval, tier)
         else:
             d = 0.0
+        if depth and discounted and self.ref is not None and self.ref.invitee_reward:
+            # the invitee's reward is yuan off its first order: part of the price it sees
+            list_fen = self.prices.quote(sku, qty, interval, tier).list_total
+            d = min(1.0, d + to_cents(self.ref.invitee_reward) / list_fen) if list_fen else d
         if u_conv >= self.demand[seg].conversion(base, d):
             return
         rec = self.recorder
@@ -477,12 +482,20 @@ class _Campaign:
             return
         if o.u_share >= self._propensity(o.seg, o.depth):
             return
-        gain = 0.0
+        sharing = self.sharing
+        assert sharing is not None
+        tier = self.segs[o.seg].member_tier
+        gain = completion = 0.0
         if g is not None:
-            ladder = self.prices.ladder(o.sku, o.qty, o.interval, self.segs[o.seg].member_tier)
+            ladder = self.prices.ladder(o.sku, o.qty, o.interval, tier)
             gain = ladder.gain_to_next(len(g.members))
-        mean = ref.invites_per_sharer * (1.0 + self.behaviour.share_effort * gain)
-        invites = poisson_quantile(o.u_invites, mean)
+            if o.leader and sharing.weighs_completion:
+                # the chance its group completes, its own invites counted before rewards
+                joiners = self.expected_joiners(o.sku, g, o.seg, o.depth, True,
+                                                own=sharing.before_rewards(gain))
+                completion = ladder.completion_chance(len(g.members), joiners)
+        list_yuan = self.prices.quote(o.sku, o.qty, o.interval, tier).list_total / 100
+        invites = poisson_quantile(o.u_invites, sharing.mean(gain, list_yuan, completion))
         self.recorder.shared(invites)
         self.recorder.event("share", o.user, o.seg, o.sku, -1 if g is None else g.seq,
                             detail=str(invites))
