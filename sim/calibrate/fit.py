@@ -693,7 +693,7 @@ def calibrate(ev: Events, data: dict[str, Any], source: str, *, replications: in
         # conversions just fitted: refit the base invite rate with them
         invites = fit_invites(ev, parse_scenario(fitted, source))
         if invites is not None:
-            direct = [e for e in direct if e.key != invites.key] + [invites]
+            direct = [invites if e.key == invites.key else e for e in direct]
             fitted = with_estimates(fitted, [invites], source)
     scenario = parse_scenario(fitted, source)
     say(f"simulating the fitted scenario ({replications} replication(s)) for the fit report")
