@@ -238,8 +238,8 @@ def test_each_share_exposure_from_the_log_is_the_models_own(name, monkeypatch):
     # exposure calibration recomputes from the log: the discount still to be won, the inviter
     # reward, the fission chance and a leader's chance of completing, to the last digit.
     import sim.model.campaign as model
-    from sim.calibrate.fit import _shares_in_log, fit_invites
-    from sim.model.behaviour import Sharing, expected_joiners
+    from sim.calibrate.fit import _shares_in_log, fit_invites, share_exposure
+    from sim.model.behaviour import Sharing
     means: list[float] = []
     draw = model.poisson_quantile
     monkeypatch.setattr(model, "poisson_quantile",
@@ -247,15 +247,8 @@ def test_each_share_exposure_from_the_log_is_the_models_own(name, monkeypatch):
     sc = load_scenario(SCENARIOS / name)
     ev = _events(sc, 3)
     sharing, ref = Sharing.of(sc), sc.audience.referral
-    rebuilt = []
-    for sh in _shares_in_log(ev, sc, sharing):
-        completion = 0.0
-        if sh.leader is not None:
-            ladder, tau, sigma, n_open = sh.leader
-            completion = ladder.completion_chance(1, expected_joiners(
-                tau, 0, sharing.before_rewards(sh.gain), ref.invitee_conversion,
-                ref.invite_delay_minutes / 60, sigma, n_open))
-        rebuilt.append(sharing.mean(sh.gain, sh.list_yuan, completion))
+    rebuilt = [sharing.invites * share_exposure(sharing, ref, sh)
+               for sh in _shares_in_log(ev, sc, sharing)]
     assert len(means) == len(rebuilt) > 50
     assert rebuilt == pytest.approx(means, rel=1e-12)
     assert any(m != sharing.before_rewards(0.0) for m in means)  # rewards moved someone

@@ -351,6 +351,16 @@ def test_expected_joiners_match_the_documented_formula():
         0.2 * f * 0.5 * 3.0 + strangers * 2.0 / 1)
     assert campaign.expected_joiners(0, None, 0, 2, True) == pytest.approx(
         strangers * 2.0)  # at the depth cap: the shopper will not share
+    # strangers spread over the open groups of the shopper's own SKU (before the fix, a shopper
+    # opening a group counted the first SKU's, whatever its own)
+    data = sc.model_dump(mode="json", exclude_none=True)
+    data["campaign"]["skus"].append({**data["campaign"]["skus"][0], "id": "y"})
+    two = _Campaign(parse_scenario(data), 1, record=False, trace=False)
+    assert two.groups is not None
+    two.groups.open(0, 0.0, 2.0, "a leader on SKU 0")
+    half = strangers / 2 * 2.0  # two SKUs share the lookers
+    assert two.expected_joiners(0, None, 0, 2, True) == pytest.approx(half / 2)
+    assert two.expected_joiners(1, None, 0, 2, True) == pytest.approx(half / 1)
 
 
 def test_the_product_page_offers_the_group_closest_to_its_next_tier():

@@ -43,7 +43,7 @@ import numpy as np
 from scipy import optimize, special
 from scipy.differentiate import hessian
 
-from campaign.audience import CHANNELS
+from campaign.audience import CHANNELS, Referral
 from campaign.scenario import Scenario, apply_overrides, parse_scenario, split_key_path
 from sim.calibrate.estimate import (
     Estimate,
@@ -355,6 +355,18 @@ def _shares_in_log(ev: Events, scenario: Scenario, sharing: Sharing) -> list[_Sh
     return out
 
 
+def share_exposure(sharing: Sharing, ref: Referral, sh: _Shared) -> float:
+    """x = 1 + e·(g + w·ρ) of one logged share, as the model computed it when it was made."""
+    completion = 0.0
+    if sh.leader is not None:
+        ladder, tau, sigma, n_open = sh.leader
+        joiners = expected_joiners(tau, 0, sharing.before_rewards(sh.gain),
+                                   ref.invitee_conversion, ref.invite_delay_minutes / 60,
+                                   sigma, n_open)
+        completion = ladder.completion_chance(1, joiners)
+    return sharing.exposure(sh.gain, sh.list_yuan, completion)
+
+
 def fit_invites(ev: Events, scenario: Scenario) -> Estimate | None:
     """invites_per_sharer: the base rate μ of the sharing formula (`behaviour.Sharing`), from
     the logged invite counts: their total is Poisson with mean Σ μ·x_j, x_j = 1 + e·(g + w·ρ)
@@ -375,17 +387,7 @@ def fit_invites(ev: Events, scenario: Scenario) -> Estimate | None:
 
     def exposure(mu: float) -> float:
         s = replace(sharing, invites=mu)
-        x = 0.0
-        for sh in situations:
-            completion = 0.0
-            if sh.leader is not None:
-                ladder, tau, sigma, n_open = sh.leader
-                joiners = expected_joiners(tau, 0, s.before_rewards(sh.gain),
-                                           ref.invitee_conversion,
-                                           ref.invite_delay_minutes / 60, sigma, n_open)
-                completion = ladder.completion_chance(1, joiners)
-            x += s.exposure(sh.gain, sh.list_yuan, completion)
-        return x
+        return sum(share_exposure(s, ref, sh) for sh in situations)
 
     def solve(target: float) -> float:
         mu, x = sharing.invites, exposure(sharing.invites)

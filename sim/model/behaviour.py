@@ -111,7 +111,7 @@ def expected_joiners(tau: float, pending: float, own: float, conversion: float,
     from the P invites on their way plus `own` more (q the invitee conversion, F the chance an
     invite arrives in time) and from strangers looking on the product page at σ an hour,
     spread over the G open groups of the SKU."""
-    friends = conversion * arrive_within(tau, mean_delay) * (pending + own) if conversion else 0.0
+    friends = conversion * arrive_within(tau, mean_delay) * (pending + own)
     return friends + stranger_rate * tau / n_groups
 
 
