@@ -145,9 +145,10 @@ def _reachable(port: int) -> bool:
 def _serve(scenario: Path, store: str, workers: int, log: Path) -> tuple[subprocess.Popen, int]:
     port = _free_port()
     proc = subprocess.Popen([EXE, "serve", str(scenario), "--store", store, "--workers",
-                             str(workers), "--port", str(port), "--admin-token", ADMIN],
+                             str(workers), "--port", str(port), "--allow-unsafe-durability"],
                             stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                            start_new_session=True, env=os.environ | {
+                                "GROUPBUY_ADMIN_TOKEN": ADMIN})
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import secrets
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -23,8 +26,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from campaign.scenario import load_scenario
 from reference_server import CONTRACT_VERSION
 from reference_server.api.main import api_router
-from reference_server.api.steps import expire_now, sale_record
+from reference_server.api.steps import expire_now
 from reference_server.errors import ApiError, StoreUnavailable
+from reference_server.startup import reconcile_sale
 from reference_server.stores import store_from_url
 from reference_server.stores.base import Store
 
@@ -72,10 +76,10 @@ def create_app(config: ServerConfig, clock: Callable[[], float] = time.time) -> 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.open()
+        app.state.durability = await store.durability()
         app.state.secret = config.secret or await store.secret(secrets.token_hex(32))
-        if config.scenario:
-            rules = load_scenario(config.scenario).campaign
-            await store.load_sale(sale_record(rules, clock()), if_absent=True)
+        if config.scenario:  # never replaces a campaign that holds orders (CampaignConflict)
+            await reconcile_sale(store, load_scenario(config.scenario).campaign, clock())
         task = asyncio.create_task(_expiry_loop(store, clock, config.expiry_interval))
         try:
             yield
@@ -88,6 +92,7 @@ def create_app(config: ServerConfig, clock: Callable[[], float] = time.time) -> 
     app = FastAPI(title="group-buy reference checkout server", version=CONTRACT_VERSION,
                   lifespan=lifespan, redirect_slashes=False)
     app.state.store, app.state.clock, app.state.admin_token = store, clock, config.admin_token
+    app.state.durability = None  # read from the live backend at start-up
     _add_error_handlers(app)
     app.include_router(api_router)
     return app
@@ -124,4 +129,21 @@ def _add_error_handlers(app: FastAPI) -> None:
 def app_from_env() -> FastAPI:
     """uvicorn factory for worker processes (`--workers N`)."""
     logging.basicConfig(level=logging.INFO)
+    _die_with_parent()
     return create_app(ServerConfig.from_env())
+
+
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGTERM when its parent (`groupbuy serve`) dies, even by kill -9,
+    so no worker outlives it holding the port and the store."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    if sys.platform != "linux" or parent is None:
+        return  # not a spawned worker (e.g. `--workers 1`): leave the process alone
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent.pid:  # the parent died while this worker was starting
+        os.kill(os.getpid(), signal.SIGTERM)

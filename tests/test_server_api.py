@@ -58,7 +58,9 @@ def code(r) -> str:
 
 async def test_health_ping_and_sku_views(lab: Lab) -> None:
     h = (await lab.client.get("/v1/health")).json()
-    assert h["status"] == "ok" and h["sale"] == "test sale" and h["safe"] is True
+    assert h["status"] == "ok" and h["sale"] == "test sale"
+    # the shared test Redis keeps nothing on disk: health must say so (durability, issue 11)
+    assert h["safe"] is (lab.store.scheme != "redis")
     assert (await lab.client.get("/v1/ping")).json() == {"ok": True}
     skus = (await lab.client.get("/v1/skus")).json()["skus"]
     assert [s["sku_id"] for s in skus] == ["hot", "grp"]
@@ -606,8 +608,8 @@ async def test_ids_with_a_trailing_newline_are_422(lab: Lab, path: str) -> None:
 
 def test_user_token_ids_with_a_trailing_newline_are_refused() -> None:
     from reference_server.auth import user_from_token, user_token
-    assert user_from_token("s", user_token("s", "alice\n")) is None
-    assert user_from_token("s", user_token("s", "alice")) == "alice"
+    assert user_from_token("s", user_token("s", "alice\n", 2e9), 1e9) is None
+    assert user_from_token("s", user_token("s", "alice", 2e9), 1e9) == "alice"
 
 
 @pytest.mark.parametrize("body", [b'{"x": 1}', b"not json", b"[]", b"null", b'{"coupon": 1}'])
@@ -741,3 +743,16 @@ async def test_contract_1_2_on_the_unsafe_store(tmp_path) -> None:
         paid = (await lab.pay("u1", o["order_id"])).json()
         assert paid["paid_seq"] == 1 and isinstance(paid["movements"][0]["seq"], int)
         assert (await lab.ledger())["sale_id"]
+
+
+async def test_user_tokens_expire(lab: Lab) -> None:
+    from reference_server.auth import TOKEN_TTL_SECONDS
+    r = await lab.admin("POST", "/v1/admin/user-tokens", json={"user_ids": ["u9"]})
+    assert r.json()["expires_at"] == pytest.approx(lab.clock.t + TOKEN_TTL_SECONDS, abs=1)
+    token = r.json()["tokens"]["u9"]
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "k"}
+    body = {"sku_id": "hot", "quantity": 1}
+    assert (await lab.client.post("/v1/orders", json=body, headers=headers)).status_code == 201
+    lab.clock.advance(TOKEN_TTL_SECONDS + 1)
+    r = await lab.client.post("/v1/orders", json=body, headers=headers)
+    assert r.status_code == 401 and code(r) == "unauthorized"

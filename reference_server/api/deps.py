@@ -55,7 +55,7 @@ Token = Annotated[str, Depends(bearer_token)]
 
 def caller(request: Request, token: Token) -> str | None:
     """The user id of a user token; None for the admin token."""
-    user = user_from_token(request.app.state.secret, token)
+    user = user_from_token(request.app.state.secret, token, request.app.state.clock())
     if user is not None:
         return user
     if is_admin(request.app.state.admin_token, token):
@@ -78,7 +78,7 @@ CurrentUser = Annotated[str, Depends(current_user)]
 def require_admin(request: Request, token: Token) -> None:
     if is_admin(request.app.state.admin_token, token):
         return
-    if user_from_token(request.app.state.secret, token) is not None:
+    if user_from_token(request.app.state.secret, token, request.app.state.clock()) is not None:
         raise ApiError("forbidden", "admin only")
     raise ApiError("unauthorized", "bad admin token")
 

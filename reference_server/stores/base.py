@@ -41,11 +41,25 @@ class IdemBegin:
     body: str = ""
 
 
+@dataclass(frozen=True)
+class Durability:
+    """The live backend's durability settings and, when they can lose an acknowledged order
+    (on a crash of the server, of the store, or of the machine under it), why."""
+
+    settings: dict[str, str]
+    warning: str | None = None
+
+    @property
+    def safe(self) -> bool:
+        return self.warning is None
+
+
 class Store(ABC):
     """Async store API used by the app; every method is safe across worker processes."""
 
     scheme: str = ""
     safe: bool = True
+    """False only for the deliberately wrong `unsafe://` store."""
 
     @abstractmethod
     async def open(self) -> None:
@@ -53,6 +67,10 @@ class Store(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    @abstractmethod
+    async def durability(self) -> Durability:
+        """Read the backend's durability settings from the live server."""
 
     @abstractmethod
     async def secret(self, proposed: str) -> str:

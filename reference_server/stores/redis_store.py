@@ -15,7 +15,7 @@ import inspect
 import re
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
@@ -32,6 +32,7 @@ from reference_server.domain import (
 from reference_server.errors import ApiError, StoreUnavailable
 from reference_server.stores.base import (
     IDEMPOTENCY_STALE_SECONDS,
+    Durability,
     ExportKind,
     ExportRow,
     IdemBegin,
@@ -53,7 +54,7 @@ def split_prefix(url: str) -> tuple[str, str]:
     prefix = next((v for k, v in query if k == "prefix"), "groupbuy")
     if not PREFIX.fullmatch(prefix):
         raise ValueError(f"{url}: prefix must be 1-64 letters, digits, _ . -")
-    rest = urlencode([(k, v) for k, v in query if k != "prefix"])
+    rest = urlencode([(k, v) for k, v in query if k != "prefix"], quote_via=quote)
     return urlunsplit(parts._replace(query=rest)), prefix
 
 
@@ -97,6 +98,21 @@ class RedisStore(Store):
         self._scripts = {n: self._r.register_script(src) for n, src in bodies.items()}
         self._scripts["load"] = self._r.register_script(load)
         await self._r.ping()
+
+    async def durability(self) -> Durability:
+        try:
+            got = await self.r.config_get("append*")
+        except rexc.ResponseError as exc:  # CONFIG disabled or renamed (managed Redis)
+            return Durability({}, f"Redis: cannot read appendonly/appendfsync ({exc}); "
+                              "cannot tell whether acknowledged orders survive a restart")
+        settings = {k: str(got.get(k, "?")) for k in ("appendonly", "appendfsync")}
+        if settings["appendonly"] != "yes":
+            return Durability(settings, "Redis appendonly=no: a restart of Redis loses every "
+                              "order (needs appendonly yes, appendfsync always)")
+        if settings["appendfsync"] != "always":
+            return Durability(settings, f"Redis appendfsync={settings['appendfsync']}: a crash "
+                              "can lose acknowledged orders (needs appendfsync always)")
+        return Durability(settings)
 
     async def close(self) -> None:
         if self._r is not None:

@@ -1,21 +1,30 @@
 """`sqlite:///path` — the embedded default store.
 
 WAL mode, `BEGIN IMMEDIATE` write transactions (one writer at a time across all worker
-processes, so guarded updates cannot race) and a busy timeout. `synchronous=NORMAL` in WAL mode
-keeps every committed transaction across a crash of the server process (`kill -9`); use
-`?synchronous=FULL` to survive a power cut as well."""
+processes, so guarded updates cannot race) and a busy timeout. The default `synchronous=FULL`
+fsyncs the write-ahead log at every commit, so an acknowledged order survives a crash of the
+server and a power cut; `?synchronous=NORMAL` is faster but a power cut or OS crash can lose the
+last commits, so it counts as unsafe durability.
+
+The token-signing secret is not kept in the database file (which may sit under `results/`, which
+CI uploads) but in a private file of the state folder (`auth.state_dir()`), one per database."""
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import hashlib
+import os
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+from reference_server.auth import private_file, state_dir
 from reference_server.errors import ApiError, StoreUnavailable
+from reference_server.stores.base import Durability
 from reference_server.stores.sql import MIGRATIONS, SCHEMA, Deferred, SqlStore
 
 T = TypeVar("T")
@@ -56,6 +65,16 @@ class _SqliteTx:
                                      "RETURNING move_seq").fetchone()[0])
 
 
+class StoreInUse(Exception):
+    """Another server holds this SQLite file."""
+
+
+def _take_stored_secret(tx: _SqliteTx) -> str | None:
+    row = tx.one("SELECT v FROM meta WHERE k = 'secret'")
+    tx.run("DELETE FROM meta WHERE k = 'secret'")
+    return None if row is None else str(row["v"])
+
+
 def _migrate(tx: _SqliteTx) -> None:
     """Add the columns a store made by an older server lacks (additions only)."""
     for table, column, kind in MIGRATIONS:
@@ -72,7 +91,7 @@ class SqliteStore(SqlStore):
 
     def __init__(self, url: str) -> None:
         self.path, opts = sqlite_path(url)
-        self.synchronous = opts.get("synchronous", "NORMAL").upper()
+        self.synchronous = opts.get("synchronous", "FULL").upper()
         if self.synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"{url}: synchronous must be NORMAL or FULL")
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
@@ -96,6 +115,43 @@ class SqliteStore(SqlStore):
         ddl = SCHEMA.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT")
         self._transact(lambda tx: [tx.run(s) for s in ddl.split(";") if s.strip()], (), True)
         self._transact(_migrate, (), True)
+
+    def claim(self) -> IO[str]:
+        """Lock the database for this process (closing the returned file releases it, and so
+        does the process's death): one server per SQLite file, because a second one would load
+        its own campaign into the first one's store."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(f"{self.path}.lock", "a+")  # noqa: SIM115 - the caller closes it
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise StoreInUse(f"{self.path} is in use by another server (pid {holder}); stop it "
+                             "first or use another --store") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        return handle
+
+    async def durability(self) -> Durability:
+        settings = {"synchronous": self.synchronous, "journal_mode": "wal"}
+        if self.synchronous == "NORMAL":
+            return Durability(settings, "SQLite synchronous=NORMAL: a power cut or OS crash can "
+                              "lose the last acknowledged orders (use ?synchronous=FULL)")
+        return Durability(settings)
+
+    def secret_path(self) -> Path:
+        """The private file holding this database's token-signing secret."""
+        key = hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:16]
+        return state_dir() / f"sqlite-secret-{key}"
+
+    async def secret(self, proposed: str) -> str:
+        # a 1.1 store kept the secret inside the database file: move it out, keep its value
+        old = await self._call(_take_stored_secret)
+        return private_file(self.secret_path(), old or proposed)
 
     async def close(self) -> None:
         def _close() -> None:

@@ -13,7 +13,7 @@ from campaign.rules import CampaignRules
 from reference_server.api.deps import AdminDep, ClockDep, JsonBody, Page, StoreDep
 from reference_server.api.models import SaleBody, UserTokensBody, parse
 from reference_server.api.steps import current_sale, expire_now, sale_record
-from reference_server.auth import user_token
+from reference_server.auth import token_ttl, user_token
 from reference_server.domain import (
     ClaimRow,
     GroupRow,
@@ -54,10 +54,13 @@ async def reset(store: StoreDep) -> dict[str, Any]:
 
 
 @router.post("/user-tokens")
-async def user_tokens(data: JsonBody, request: Request) -> dict[str, Any]:
+async def user_tokens(data: JsonBody, request: Request, clock: ClockDep) -> dict[str, Any]:
+    """Mint user tokens; each is valid until `expires_at` (CONTRACT.md 1.2)."""
     body = parse(UserTokensBody, data)
     secret = request.app.state.secret
-    return {"tokens": {u: user_token(secret, u) for u in body.user_ids}}
+    expires = int(clock() + token_ttl())
+    return {"tokens": {u: user_token(secret, u, expires) for u in body.user_ids},
+            "expires_at": float(expires)}
 
 
 @router.post("/expire")
