@@ -266,6 +266,9 @@ class ReserveRequest:
     idempotency_key: str
     coupon_id: str | None = None
     group_id: str | None = None
+    fingerprint: str = ""
+    """The request's idempotency fingerprint, stored with the order: a retry under the same key
+    with another request is refused even when the replay record is gone (503, lost reply)."""
 
 
 @dataclass(frozen=True)

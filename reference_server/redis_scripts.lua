@@ -51,11 +51,22 @@ local function release(oid, status)
   return 1
 end
 
--- Success reply for an order: its id and its hash (flat field, value list), saving a read.
-local function order_reply(oid)
-  local out = redis.call('HGETALL', K .. 'order:' .. oid)
-  table.insert(out, 1, oid)
-  table.insert(out, 1, 'ok')
+local function append(out, items)
+  table.insert(out, #items)
+  for _, v in ipairs(items) do table.insert(out, v) end
+end
+
+-- Success reply for an order: {'ok', id, n, its hash as n flat items}; with `with_group`, then
+-- {m, the group's hash as m items, k, its k order ids}: one atomic snapshot, saving reads that
+-- a reload in between could break.
+local function order_reply(oid, with_group)
+  local out = {'ok', oid}
+  append(out, redis.call('HGETALL', K .. 'order:' .. oid))
+  if with_group then
+    local gid = redis.call('HGET', K .. 'order:' .. oid, 'group_id')
+    append(out, redis.call('HGETALL', K .. 'group:' .. gid))
+    append(out, redis.call('LRANGE', K .. 'gorders:' .. gid, 0, -1))
+  end
   return out
 end
 
@@ -112,10 +123,17 @@ end
 -- 1 user 2 sku 3 quantity 4 idempotency key 5 new order id 6 group to join 7 coupon
 -- 8 per-user limit 9 expires_at 10 amount 11 list amount 12 prices "2:4000,fallback:5000"
 -- 13 new group id (open a group) 14 its deadline 15 top size 16 min size
+-- 17 request fingerprint (a retry under the same key must be the same request)
 local user, sku, q, key, oid = arg(1), arg(2), tonumber(arg(3)), arg(4), arg(5)
 local gid, coupon, open_gid = arg(6), arg(7), arg(13)
 local prior = redis.call('GET', K .. 'okey:' .. user .. ':' .. key)
-if prior then return order_reply(prior) end
+if prior then
+  local fp = redis.call('HGET', K .. 'order:' .. prior, 'fp')
+  if fp and fp ~= '' and arg(17) ~= '' and fp ~= arg(17) then
+    return {'err', 'idempotency_key_reused', 'this Idempotency-Key was used for a different request'}
+  end
+  return order_reply(prior, open_gid ~= '')
+end
 local sk = K .. 'sku:' .. sku
 if redis.call('EXISTS', sk) == 0 then return {'err', 'not_found', 'no SKU ' .. sku} end
 if gid ~= '' then
@@ -161,7 +179,7 @@ local ok = K .. 'order:' .. oid
 redis.call('HSET', ok, 'order_id', oid, 'user_id', user, 'sku_id', sku, 'quantity', q,
            'status', 'reserved', 'group_id', gid, 'coupon_id', coupon, 'idempotency_key', key,
            'amount', arg(10), 'list_amount', arg(11), 'gift', 0, 'created_at', NOW,
-           'expires_at', arg(9), 'paid_at', '', 'closed_at', '', 'seq', seq, 'paid_seq', '',
+           'expires_at', arg(9), 'paid_at', '', 'closed_at', '', 'seq', seq, 'paid_seq', '', 'fp', arg(17),
            'movements', '[' .. move_json('reserve', q, seq) .. ']')
 for name, val in string.gmatch(arg(12), '([%w_]+):(%d+)') do
   redis.call('HSET', ok, 'p:' .. name, val)
@@ -177,7 +195,7 @@ if gid ~= '' then
   redis.call('RPUSH', K .. 'gorders:' .. gid, oid)
 end
 status_count(nil, 'reserved')
-return order_reply(oid)
+return order_reply(oid, open_gid ~= '')
 
 -- @script pay
 -- 1 order id 2 user ('' = anyone) 3 gift for paid orders numbered up to this
@@ -189,7 +207,7 @@ if not o[1] then return {'err', 'not_found', 'no order ' .. oid} end
 if arg(2) ~= '' and o[2] ~= arg(2) then
   return {'err', 'forbidden', 'this order belongs to another user'}
 end
-if o[1] == 'paid' then return order_reply(oid) end
+if o[1] == 'paid' then return order_reply(oid, false) end
 if o[1] ~= 'reserved' then return {'err', 'order_closed', 'order ' .. oid .. ' is ' .. o[1]} end
 if tonumber(o[6]) <= tonumber(NOW) then
   release(oid, 'expired')
@@ -219,7 +237,7 @@ if o[5] ~= '' then
   local paid = redis.call('HINCRBY', gk, 'paid_members', 1)
   if paid >= tonumber(redis.call('HGET', gk, 'top_size')) then close_group(o[5]) end
 end
-return order_reply(oid)
+return order_reply(oid, false)
 
 -- @script cancel
 -- 1 order id 2 user
@@ -229,7 +247,7 @@ if not o[1] then return {'err', 'not_found', 'no order ' .. oid} end
 if arg(2) ~= '' and o[2] ~= arg(2) then
   return {'err', 'forbidden', 'this order belongs to another user'}
 end
-if o[1] == 'cancelled' then return order_reply(oid) end
+if o[1] == 'cancelled' then return order_reply(oid, false) end
 if o[1] == 'paid' then
   return {'err', 'order_closed', 'order ' .. oid .. ' is paid; paid orders cannot be cancelled'}
 end
@@ -239,7 +257,7 @@ if tonumber(o[3]) <= tonumber(NOW) then
   return {'err', 'order_closed', 'order ' .. oid .. ' expired unpaid'}
 end
 release(oid, 'cancelled')
-return order_reply(oid)
+return order_reply(oid, false)
 
 -- @script expire
 -- every due order and group (at most 1 argument: batch size); returns counts done
@@ -255,7 +273,13 @@ return {'ok', tostring(expired), tostring(closed)}
 -- 1 coupon 2 user 3 idempotency key 4 new claim id
 local coupon, user, key, cid = arg(1), arg(2), arg(3), arg(4)
 local prior = redis.call('GET', K .. 'ckey:' .. user .. ':' .. key)
-if prior then return {'ok', prior} end
+if prior then
+  local was = redis.call('HGET', K .. 'claim:' .. prior, 'coupon_id')
+  if was ~= coupon then
+    return {'err', 'idempotency_key_reused', 'this Idempotency-Key was used to claim coupon ' .. was}
+  end
+  return {'ok', unpack(redis.call('HGETALL', K .. 'claim:' .. prior))}
+end
 local ck = K .. 'coupon:' .. coupon
 local c = redis.call('HMGET', ck, 'pool', 'issued', 'per_user')
 if not c[1] then return {'err', 'not_found', 'no coupon ' .. coupon} end
@@ -274,14 +298,16 @@ redis.call('HSET', K .. 'claim:' .. cid, 'claim_id', cid, 'coupon_id', coupon, '
 redis.call('ZADD', K .. 'claims', seq, cid)
 redis.call('RPUSH', K .. 'unused:' .. user .. ':' .. coupon, cid)
 redis.call('SET', K .. 'ckey:' .. user .. ':' .. key, cid)
-return {'ok', cid}
+return {'ok', unpack(redis.call('HGETALL', K .. 'claim:' .. cid))}
 
 -- @script idem_begin
--- 1 user 2 key 3 request fingerprint 4 stale after (seconds)
+-- 1 user 2 key 3 request fingerprint 4 stale after (seconds) 5 keep records (seconds)
 local ik = K .. 'idem:' .. arg(1) .. ':' .. arg(2)
 local r = redis.call('HMGET', ik, 'fingerprint', 'state', 'status', 'body', 'started_at')
-if not r[1] then
+if not r[1] or tonumber(r[5]) < tonumber(NOW) - tonumber(arg(5)) then
+  redis.call('DEL', ik)
   redis.call('HSET', ik, 'fingerprint', arg(3), 'state', 'in_flight', 'started_at', NOW)
+  redis.call('EXPIRE', ik, math.ceil(tonumber(arg(5))) + 60)
   return {'ok', 'new'}
 end
 if r[1] ~= arg(3) then return {'ok', 'mismatch'} end

@@ -756,3 +756,76 @@ async def test_user_tokens_expire(lab: Lab) -> None:
     lab.clock.advance(TOKEN_TTL_SECONDS + 1)
     r = await lab.client.post("/v1/orders", json=body, headers=headers)
     assert r.status_code == 401 and code(r) == "unauthorized"
+
+
+# -- idempotency across faults (issue 11, item 3) ----------------------------------------------
+
+async def _lose_the_reply(lab: Lab, monkeypatch, method: str) -> None:
+    """The store commits, then the connection drops before the answer: 503."""
+    from reference_server.errors import StoreUnavailable
+    real = getattr(lab.store, method)
+
+    async def commit_then_drop(*args, **kw):
+        await real(*args, **kw)
+        raise StoreUnavailable("connection lost after the commit (test)")
+    monkeypatch.setattr(lab.store, method, commit_then_drop)
+
+
+async def test_a_retry_with_another_body_after_a_lost_reply_is_422(lab: Lab, monkeypatch) -> None:
+    await _lose_the_reply(lab, monkeypatch, "reserve")
+    r = await lab.as_user("u1", "POST", "/v1/orders", key="k", json={"sku_id": "hot",
+                                                                     "quantity": 1})
+    assert r.status_code == 503
+    monkeypatch.undo()
+    r = await lab.as_user("u1", "POST", "/v1/orders", key="k", json={"sku_id": "hot",
+                                                                     "quantity": 2})
+    assert r.status_code == 422 and code(r) == "idempotency_key_reused", r.text
+    r = await lab.as_user("u1", "POST", "/v1/orders", key="k", json={"sku_id": "hot",
+                                                                     "quantity": 1})
+    assert r.status_code == 201 and r.json()["quantity"] == 1  # the first order, not a second
+    assert (await lab.ledger())["orders"]["reserved"] == 1
+
+
+async def test_a_group_retry_with_another_body_after_a_lost_reply_is_422(
+        lab: Lab, monkeypatch) -> None:
+    await _lose_the_reply(lab, monkeypatch, "open_group")
+    body = {"sku_id": "grp", "quantity": 1}
+    assert (await lab.as_user("u1", "POST", "/v1/groups", key="g", json=body)).status_code == 503
+    monkeypatch.undo()
+    r = await lab.as_user("u1", "POST", "/v1/groups", key="g", json=body | {"quantity": 2})
+    assert r.status_code == 422 and code(r) == "idempotency_key_reused", r.text
+    r = await lab.as_user("u1", "POST", "/v1/groups", key="g", json=body)
+    assert r.status_code == 201 and r.json()["group"]["members"] == 1
+    assert (await lab.ledger())["groups"]["open"] == 1
+
+
+async def test_a_claim_retry_for_another_coupon_after_a_lost_reply_is_422(
+        lab: Lab, monkeypatch) -> None:
+    await lab.load(campaign(coupons=[*CAMPAIGN_COUPONS, {"id": "c20", "value": 20,
+                                                         "pool": 3, "per_user": 1}]))
+    await _lose_the_reply(lab, monkeypatch, "claim_coupon")
+    assert (await lab.as_user("u1", "POST", "/v1/coupons/c10/claim", key="c")).status_code == 503
+    monkeypatch.undo()
+    r = await lab.as_user("u1", "POST", "/v1/coupons/c20/claim", key="c")
+    assert r.status_code == 422 and code(r) == "idempotency_key_reused", r.text
+    assert (await lab.ledger())["coupons"]["c20"]["issued"] == 0
+
+
+async def test_idempotency_records_expire_after_the_ttl(lab: Lab) -> None:
+    from reference_server.stores.base import IDEMPOTENCY_TTL_SECONDS
+    await lab.load(payment_timeout_seconds=3 * IDEMPOTENCY_TTL_SECONDS)
+    body = {"sku_id": "hot", "quantity": 1}
+    first = await lab.as_user("u1", "POST", "/v1/orders", key="old", json=body)
+    await lab.pay("u1", first.json()["order_id"])
+    lab.clock.advance(IDEMPOTENCY_TTL_SECONDS + 1)
+    await lab.expire()
+    # the replay record is gone: the retry is answered from the order itself, as it is now …
+    again = await lab.as_user("u1", "POST", "/v1/orders", key="old", json=body)
+    assert again.status_code == 201 and again.json()["order_id"] == first.json()["order_id"]
+    assert again.json()["status"] == "paid"
+    # … and another request under the key is still refused
+    r = await lab.as_user("u1", "POST", "/v1/orders", key="old", json=body | {"quantity": 2})
+    assert code(r) == "idempotency_key_reused"
+
+
+CAMPAIGN_COUPONS = campaign()["coupons"]

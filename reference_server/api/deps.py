@@ -165,7 +165,9 @@ class IdempotencyGuard:
             payload = await act()
             status = 201
         except ApiError as exc:
-            if exc.code == "invalid":  # invalid requests are not recorded (CONTRACT.md)
+            # invalid requests are not recorded (CONTRACT.md); nor is a body the store found
+            # differs from the key's first request, whose replay must stay possible
+            if exc.code in ("invalid", "idempotency_key_reused"):
                 with contextlib.suppress(Exception):
                     await store.idem_abort(user, key)
                 raise

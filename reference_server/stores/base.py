@@ -13,6 +13,9 @@ from reference_server.domain import ClaimRow, GroupRow, OrderRow, PricedReserve,
 
 IDEMPOTENCY_STALE_SECONDS = 30.0
 """An in-flight idempotency marker older than this belongs to a crashed worker and is taken over."""
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600.0
+"""An idempotency record (the first response, for replay) is kept this long (CONTRACT.md 1.2).
+Orders and claims stay unique per (user, key) for as long as the sale exists."""
 
 ExportKind = Literal["orders", "groups", "claims"]
 ExportRow = OrderRow | GroupRow | ClaimRow

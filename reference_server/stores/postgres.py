@@ -55,7 +55,9 @@ class _PgTx:
 
     def __init__(self, conn: psycopg.Connection, schema: str) -> None:
         self.conn = conn
-        self.exclusive = f"SELECT pg_advisory_xact_lock({zlib.crc32(schema.encode())})"
+        key = zlib.crc32(schema.encode())
+        self.exclusive = f"SELECT pg_advisory_xact_lock({key})"
+        self.shared = f"SELECT pg_advisory_xact_lock_shared({key})"
 
     def one(self, sql: str, *params: Any) -> dict[str, Any] | None:
         return self.conn.execute(_pg_sql(sql), params).fetchone()  # type: ignore[return-value]
@@ -131,9 +133,9 @@ class PostgresStore(SqlStore):
 
     async def _run(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
         return await asyncio.get_running_loop().run_in_executor(
-            self._threads, self._transact, fn, args)
+            self._threads, self._transact, fn, args, write)
 
-    def _transact(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    def _transact(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
         if self._pool is None:
             raise StoreUnavailable("the PostgreSQL store is closed")
         for attempt in range(RETRIES):
@@ -141,8 +143,11 @@ class PostgresStore(SqlStore):
                 with self._pool.connection() as conn:
                     deferred: ApiError | None = None
                     with conn.transaction():
+                        tx = _PgTx(conn, self.schema)
+                        if write:  # a load or reset (exclusive) waits for this change, and
+                            tx.one(tx.shared)  # this change for a load or reset in progress
                         try:
-                            out = fn(_PgTx(conn, self.schema), *args)
+                            out = fn(tx, *args)
                         except Deferred as d:
                             deferred = d.error
                     if deferred is not None:

@@ -32,6 +32,7 @@ from reference_server.domain import (
 from reference_server.errors import ApiError, StoreUnavailable
 from reference_server.stores.base import (
     IDEMPOTENCY_STALE_SECONDS,
+    IDEMPOTENCY_TTL_SECONDS,
     Durability,
     ExportKind,
     ExportRow,
@@ -224,12 +225,22 @@ class RedisStore(Store):
         if sale is None or gen is None:
             return {}
         ids = sorted(s.id for s in sale.rules.skus)
-        async with self.r.pipeline(transaction=True) as pipe:
-            for sku_id in ids:
-                pipe.hgetall(self._k(gen, f"sku:{sku_id}"))
-            rows = await pipe.execute()
+        rows = await self._snapshot(gen, [f"sku:{i}" for i in ids])
         return {i: {k: int(v) for k, v in row.items()} for i, row in zip(ids, rows, strict=True)
                 if row}
+
+    async def _snapshot(self, gen: str, keys: list[str]) -> list[dict[str, str]]:
+        """HGETALL of these keys of generation `gen`, atomically, while `gen` is still the
+        loaded sale (a reload drops the old generation's keys soon after): a read straddling a
+        reload is `StoreUnavailable` (503, retry) rather than a half-empty answer."""
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hget(f"{self.prefix}:sale", "gen")
+            for key in keys:
+                pipe.hgetall(self._k(gen, key))
+            current, *rows = await pipe.execute()
+        if current != gen:
+            raise StoreUnavailable("the sale was reloaded during the read; retry")
+        return rows
 
     # -- state changes ----------------------------------------------------------------------
     @staticmethod
@@ -239,7 +250,8 @@ class RedisStore(Store):
         return [req.user_id, req.sku_id, req.quantity, req.idempotency_key, p.order_id,
                 req.group_id or "", req.coupon_id or "", p.per_user_limit, _num(p.expires_at),
                 p.amount, p.list_amount, prices, g.group_id if g else "",
-                _num(g.deadline) if g else "", g.top_size if g else 0, g.min_size if g else 0]
+                _num(g.deadline) if g else "", g.top_size if g else 0, g.min_size if g else 0,
+                req.fingerprint]
 
     async def reserve(self, priced: PricedReserve, now: float) -> OrderRow:
         out = await self._eval("reserve", priced.sale_id, now, None,
@@ -247,11 +259,11 @@ class RedisStore(Store):
         return _order_row(out)
 
     async def open_group(self, priced: PricedReserve, now: float) -> tuple[GroupRow, OrderRow]:
-        order = await self.reserve(priced, now)
-        assert order.group_id is not None
-        group = await self.group(order.group_id)
-        assert group is not None
-        return group, order
+        reply = await self._eval("reserve", priced.sale_id, now, None,
+                                 *self._reserve_args(priced))
+        order, rest = _take(reply[1:])
+        group, rest = _take(rest)
+        return GroupRow.from_fields(group, rest[1:]), OrderRow.from_fields(order)
 
     async def pay(self, order_id: str, user_id: str | None, now: float) -> OrderRow:
         def build(sale: Sale) -> list[Any]:
@@ -265,8 +277,7 @@ class RedisStore(Store):
     async def claim_coupon(self, coupon_id: str, user_id: str, key: str,
                            now: float) -> ClaimRow:
         out = await self._current("claim", now, coupon_id, user_id, key, new_id("c"))
-        _, gen = await self._need_sale()
-        return ClaimRow.from_fields(await self.r.hgetall(self._k(gen, f"claim:{out[0]}")))
+        return ClaimRow.from_fields(dict(zip(out[::2], out[1::2], strict=True)))
 
     async def expire_due(self, now: float) -> tuple[int, int]:
         sale, gen = await self._sale_gen()
@@ -298,11 +309,8 @@ class RedisStore(Store):
 
     async def ledger_counts(self) -> dict[str, Any]:
         sale, gen = await self._need_sale()
-        async with self.r.pipeline(transaction=True) as pipe:
-            pipe.hgetall(self._k(gen, "counts"))
-            for c in sale.rules.coupons:
-                pipe.hgetall(self._k(gen, f"coupon:{c.id}"))
-            counts, *coupons = await pipe.execute()
+        counts, *coupons = await self._snapshot(
+            gen, ["counts", *[f"coupon:{c.id}" for c in sale.rules.coupons]])
         n = {k: int(v) for k, v in counts.items()}
         return {
             "coupons": {c.id: {k: int(row[k]) for k in ("pool", "issued", "per_user")}
@@ -343,7 +351,7 @@ class RedisStore(Store):
     async def idem_begin(self, user_id: str, key: str, fingerprint: str,
                          now: float) -> IdemBegin:
         out = await self._current("idem_begin", now, user_id, key, fingerprint,
-                                  IDEMPOTENCY_STALE_SECONDS)
+                                  IDEMPOTENCY_STALE_SECONDS, IDEMPOTENCY_TTL_SECONDS)
         if out[0] == "replay":
             return IdemBegin("replay", int(out[1]), out[2])
         return IdemBegin(out[0])  # type: ignore[arg-type]
@@ -355,9 +363,16 @@ class RedisStore(Store):
         await self._current("idem_abort", 0.0, user_id, key)
 
 
-def _order_row(reply: list[str]) -> OrderRow:
-    """The order hash an order script returned after its id."""
-    return OrderRow.from_fields(dict(zip(reply[1::2], reply[2::2], strict=True)))
+def _take(items: list[Any]) -> tuple[dict[str, str], list[Any]]:
+    """A hash an order script returned as `n, n flat items`, and what follows it."""
+    n = int(items[0])
+    flat = items[1:1 + n]
+    return dict(zip(flat[::2], flat[1::2], strict=True)), items[1 + n:]
+
+
+def _order_row(reply: list[Any]) -> OrderRow:
+    """The order an order script returned after its id."""
+    return OrderRow.from_fields(_take(reply[1:])[0])
 
 
 def _backend_errors_as_unavailable(cls: type) -> type:

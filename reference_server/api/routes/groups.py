@@ -22,7 +22,8 @@ async def open_new_group(user: CurrentUser, data: JsonBody, guard: Idempotent, s
                          clock: ClockDep) -> Response:
     """Open a group led by the caller, reserving the leader's order in the same step."""
     body = parse(OpenGroupBody, data)
-    req = ReserveRequest(user, body.sku_id, body.quantity, guard.key, body.coupon_id)
+    req = ReserveRequest(user, body.sku_id, body.quantity, guard.key, body.coupon_id,
+                         fingerprint=guard.fingerprint(data))
 
     async def act() -> dict[str, Any]:
         group, order = await open_group(store, clock, req)

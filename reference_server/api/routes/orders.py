@@ -23,7 +23,7 @@ async def reserve(user: CurrentUser, data: JsonBody, guard: Idempotent, store: S
     """Reserve stock for an order; with `group_id`, join that group."""
     body = parse(ReserveBody, data)
     req = ReserveRequest(user, body.sku_id, body.quantity, guard.key, body.coupon_id,
-                         body.group_id)
+                         body.group_id, guard.fingerprint(data))
 
     async def act() -> dict[str, Any]:
         return (await reserve_order(store, clock, req)).view()
