@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from campaign.scenario import load_scenario
 from reference_server import CONTRACT_VERSION
 from reference_server.api.main import api_router
+from reference_server.api.shedding import LoadShedder
 from reference_server.api.steps import expire_now
 from reference_server.errors import ApiError, StoreUnavailable
 from reference_server.startup import reconcile_sale
@@ -45,6 +46,8 @@ class ServerConfig:
     secret: str | None = None
     """User-token secret; by default one is created in the store, shared by every worker."""
     expiry_interval: float = 0.5
+    max_in_flight: int = 256
+    """Requests a worker process serves at once; more are shed with `503 overloaded`."""
 
     @classmethod
     def from_env(cls) -> ServerConfig:
@@ -52,7 +55,8 @@ class ServerConfig:
         return cls(store_url=env["GROUPBUY_STORE"], admin_token=env["GROUPBUY_ADMIN_TOKEN"],
                    scenario=env.get("GROUPBUY_SCENARIO") or None,
                    secret=env.get("GROUPBUY_SECRET") or None,
-                   expiry_interval=float(env.get("GROUPBUY_EXPIRY_INTERVAL", "0.5")))
+                   expiry_interval=float(env.get("GROUPBUY_EXPIRY_INTERVAL", "0.5")),
+                   max_in_flight=int(env.get("GROUPBUY_MAX_IN_FLIGHT", "256")))
 
 
 def error(code: str, message: str) -> JSONResponse:
@@ -95,6 +99,7 @@ def create_app(config: ServerConfig, clock: Callable[[], float] = time.time) -> 
     app.state.durability = None  # read from the live backend at start-up
     _add_error_handlers(app)
     app.include_router(api_router)
+    app.add_middleware(LoadShedder, limit=config.max_in_flight)
     return app
 
 
@@ -119,8 +124,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
             return error("not_found", f"no such path: {request.url.path}")
-        if exc.status_code == 405:
-            return error("method_not_allowed", f"{request.method} is not allowed here")
+        if exc.status_code == 405:  # keeps Starlette's Allow header
+            return JSONResponse(ApiError("method_not_allowed", f"{request.method} is not "
+                                         "allowed here").body(), status_code=405,
+                                headers=dict(exc.headers or {}))
         code = "unavailable" if exc.status_code >= 500 else "invalid"
         return JSONResponse({"error": {"code": code, "message": str(exc.detail)}},
                             status_code=exc.status_code)

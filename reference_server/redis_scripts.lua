@@ -78,6 +78,33 @@ local function tier_reached(n)
   return best
 end
 
+-- Idempotency inside the state change (Store.once): ARGV from `at` on are user, key, request
+-- fingerprint, stale-after and keep-for seconds. `idem_check` answers a key already used (replay,
+-- mismatch, in flight) before anything changes; `idem_mark` claims the key in the same atomic
+-- step as the change, and the caller records the rendered answer with `idem_finish`.
+local function idem_key(at) return K .. 'idem:' .. ARGV[at] .. ':' .. ARGV[at + 1] end
+
+local function idem_check(at)
+  if not ARGV[at + 2] or ARGV[at + 2] == '' then return nil end
+  local r = redis.call('HMGET', idem_key(at), 'fingerprint', 'state', 'status', 'body',
+                       'started_at')
+  if not r[1] or tonumber(r[5]) < tonumber(NOW) - tonumber(ARGV[at + 4]) then return nil end
+  if r[1] ~= ARGV[at + 2] then return {'ok', 'idem', 'mismatch'} end
+  if r[2] == 'done' then return {'ok', 'idem', 'replay', r[3], r[4]} end
+  if tonumber(r[5]) >= tonumber(NOW) - tonumber(ARGV[at + 3]) then
+    return {'ok', 'idem', 'in_flight'}
+  end
+  return nil  -- a stale in-flight marker (crashed worker): taken over
+end
+
+local function idem_mark(at)
+  if not ARGV[at + 2] or ARGV[at + 2] == '' then return end
+  local ik = idem_key(at)
+  redis.call('DEL', ik)
+  redis.call('HSET', ik, 'fingerprint', ARGV[at + 2], 'state', 'in_flight', 'started_at', NOW)
+  redis.call('EXPIRE', ik, math.ceil(tonumber(ARGV[at + 4])) + 60)
+end
+
 -- Complete or fail an open group (CONTRACT.md, "Group").
 local function close_group(gid)
   local gk = K .. 'group:' .. gid
@@ -124,14 +151,19 @@ end
 -- 8 per-user limit 9 expires_at 10 amount 11 list amount 12 prices "2:4000,fallback:5000"
 -- 13 new group id (open a group) 14 its deadline 15 top size 16 min size
 -- 17 request fingerprint (a retry under the same key must be the same request)
+-- 18.. optional idempotency record (idem_check): user, key, fingerprint, stale, keep
 local user, sku, q, key, oid = arg(1), arg(2), tonumber(arg(3)), arg(4), arg(5)
 local gid, coupon, open_gid = arg(6), arg(7), arg(13)
+local IDEM = 5 + 18
+local used = idem_check(IDEM)
+if used then return used end
 local prior = redis.call('GET', K .. 'okey:' .. user .. ':' .. key)
 if prior then
   local fp = redis.call('HGET', K .. 'order:' .. prior, 'fp')
   if fp and fp ~= '' and arg(17) ~= '' and fp ~= arg(17) then
     return {'err', 'idempotency_key_reused', 'this Idempotency-Key was used for a different request'}
   end
+  idem_mark(IDEM)
   return order_reply(prior, open_gid ~= '')
 end
 local sk = K .. 'sku:' .. sku
@@ -195,6 +227,7 @@ if gid ~= '' then
   redis.call('RPUSH', K .. 'gorders:' .. gid, oid)
 end
 status_count(nil, 'reserved')
+idem_mark(IDEM)
 return order_reply(oid, open_gid ~= '')
 
 -- @script pay
@@ -270,14 +303,18 @@ for _, gid in ipairs(groups) do closed = closed + close_group(gid) end
 return {'ok', tostring(expired), tostring(closed)}
 
 -- @script claim
--- 1 coupon 2 user 3 idempotency key 4 new claim id
+-- 1 coupon 2 user 3 idempotency key 4 new claim id; 5.. optional idempotency record
 local coupon, user, key, cid = arg(1), arg(2), arg(3), arg(4)
+local IDEM = 5 + 5
+local used = idem_check(IDEM)
+if used then return used end
 local prior = redis.call('GET', K .. 'ckey:' .. user .. ':' .. key)
 if prior then
   local was = redis.call('HGET', K .. 'claim:' .. prior, 'coupon_id')
   if was ~= coupon then
     return {'err', 'idempotency_key_reused', 'this Idempotency-Key was used to claim coupon ' .. was}
   end
+  idem_mark(IDEM)
   return {'ok', unpack(redis.call('HGETALL', K .. 'claim:' .. prior))}
 end
 local ck = K .. 'coupon:' .. coupon
@@ -298,6 +335,7 @@ redis.call('HSET', K .. 'claim:' .. cid, 'claim_id', cid, 'coupon_id', coupon, '
 redis.call('ZADD', K .. 'claims', seq, cid)
 redis.call('RPUSH', K .. 'unused:' .. user .. ':' .. coupon, cid)
 redis.call('SET', K .. 'ckey:' .. user .. ':' .. key, cid)
+idem_mark(IDEM)
 return {'ok', unpack(redis.call('HGETALL', K .. 'claim:' .. cid))}
 
 -- @script idem_begin
@@ -323,6 +361,17 @@ return {'ok', 'in_flight'}
 local ik = K .. 'idem:' .. arg(1) .. ':' .. arg(2)
 if redis.call('EXISTS', ik) == 1 then
   redis.call('HSET', ik, 'state', 'done', 'status', arg(3), 'body', arg(4))
+end
+return {'ok'}
+
+-- @script idem_put
+-- 1 user 2 key 3 fingerprint 4 status 5 body 6 keep (seconds): record a refusal as the key's
+-- answer unless the key already has a record
+local ik = K .. 'idem:' .. arg(1) .. ':' .. arg(2)
+if redis.call('HGET', ik, 'state') ~= 'done' then
+  redis.call('HSET', ik, 'fingerprint', arg(3), 'state', 'done', 'status', arg(4), 'body', arg(5),
+             'started_at', NOW)
+  redis.call('EXPIRE', ik, math.ceil(tonumber(arg(6))) + 60)
 end
 return {'ok'}
 

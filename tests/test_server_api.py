@@ -499,15 +499,15 @@ async def test_no_sale_loaded(store_url: str) -> None:
 async def test_backend_trouble_is_503_and_the_key_can_be_retried(lab: Lab, monkeypatch) -> None:
     from reference_server.errors import StoreUnavailable
 
-    real = lab.store.reserve
+    real = lab.store.once
 
     async def down(*args, **kw):
         raise StoreUnavailable("backend down (test)")
-    monkeypatch.setattr(lab.store, "reserve", down)
+    monkeypatch.setattr(lab.store, "once", down)
     body = {"sku_id": "hot", "quantity": 1}
     r = await lab.as_user("u1", "POST", "/v1/orders", key="retry-me", json=body)
     assert r.status_code == 503 and code(r) == "unavailable"
-    monkeypatch.setattr(lab.store, "reserve", real)
+    monkeypatch.setattr(lab.store, "once", real)
     r = await lab.as_user("u1", "POST", "/v1/orders", key="retry-me", json=body)
     assert r.status_code == 201  # the failed attempt left no in-flight marker behind
 
@@ -760,19 +760,34 @@ async def test_user_tokens_expire(lab: Lab) -> None:
 
 # -- idempotency across faults (issue 11, item 3) ----------------------------------------------
 
-async def _lose_the_reply(lab: Lab, monkeypatch, method: str) -> None:
-    """The store commits, then the connection drops before the answer: 503."""
+async def _lose_the_reply(lab: Lab, monkeypatch) -> None:
+    """The store commits (the change and the key's record), then the connection drops before
+    the answer: 503; and the key's record is lost too (as when a Redis worker's marker is
+    aborted after the 503)."""
     from reference_server.errors import StoreUnavailable
-    real = getattr(lab.store, method)
+    real = lab.store.once
 
-    async def commit_then_drop(*args, **kw):
-        await real(*args, **kw)
+    async def commit_then_drop(idem, *args, **kw):
+        await real(idem, *args, **kw)
+        await lab.store.idem_abort(idem.user_id, idem.key)
+        await _forget_key(lab, idem.user_id, idem.key)
         raise StoreUnavailable("connection lost after the commit (test)")
-    monkeypatch.setattr(lab.store, method, commit_then_drop)
+    monkeypatch.setattr(lab.store, "once", commit_then_drop)
+
+
+async def _forget_key(lab: Lab, user: str, key: str) -> None:
+    """Drop the key's replay record whatever its state (it expired, or was never written)."""
+    store = lab.store
+    if store.scheme == "redis":
+        _, gen = await store._sale_gen()
+        await store.r.delete(store._k(gen, f"idem:{user}:{key}"))
+    else:
+        await store._call(lambda tx: tx.run("DELETE FROM idem WHERE user_id = ? AND key = ?",
+                                            user, key))
 
 
 async def test_a_retry_with_another_body_after_a_lost_reply_is_422(lab: Lab, monkeypatch) -> None:
-    await _lose_the_reply(lab, monkeypatch, "reserve")
+    await _lose_the_reply(lab, monkeypatch)
     r = await lab.as_user("u1", "POST", "/v1/orders", key="k", json={"sku_id": "hot",
                                                                      "quantity": 1})
     assert r.status_code == 503
@@ -788,7 +803,7 @@ async def test_a_retry_with_another_body_after_a_lost_reply_is_422(lab: Lab, mon
 
 async def test_a_group_retry_with_another_body_after_a_lost_reply_is_422(
         lab: Lab, monkeypatch) -> None:
-    await _lose_the_reply(lab, monkeypatch, "open_group")
+    await _lose_the_reply(lab, monkeypatch)
     body = {"sku_id": "grp", "quantity": 1}
     assert (await lab.as_user("u1", "POST", "/v1/groups", key="g", json=body)).status_code == 503
     monkeypatch.undo()
@@ -803,7 +818,7 @@ async def test_a_claim_retry_for_another_coupon_after_a_lost_reply_is_422(
         lab: Lab, monkeypatch) -> None:
     await lab.load(campaign(coupons=[*CAMPAIGN_COUPONS, {"id": "c20", "value": 20,
                                                          "pool": 3, "per_user": 1}]))
-    await _lose_the_reply(lab, monkeypatch, "claim_coupon")
+    await _lose_the_reply(lab, monkeypatch)
     assert (await lab.as_user("u1", "POST", "/v1/coupons/c10/claim", key="c")).status_code == 503
     monkeypatch.undo()
     r = await lab.as_user("u1", "POST", "/v1/coupons/c20/claim", key="c")
@@ -829,3 +844,36 @@ async def test_idempotency_records_expire_after_the_ttl(lab: Lab) -> None:
 
 
 CAMPAIGN_COUPONS = campaign()["coupons"]
+
+
+# -- the served spec and the HTTP edges (issue 11, item 8) ---------------------------------------
+
+async def test_405_names_the_allowed_methods(lab: Lab) -> None:
+    r = await lab.client.delete("/v1/orders")
+    assert r.status_code == 405 and code(r) == "method_not_allowed"
+    assert r.headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "utf-16-le"])
+async def test_only_utf8_json_is_accepted(lab: Lab, encoding: str) -> None:
+    body = '{"sku_id": "hot", "quantity": 1}'.encode(encoding)
+    r = await lab.as_user("u1", "POST", "/v1/orders", key="u16", content=body)
+    assert r.status_code == 422 and code(r) == "invalid" and "UTF-8" in r.text
+    assert (await lab.ledger())["orders"]["reserved"] == 0
+
+
+async def test_the_spec_documents_bodies_headers_auth_and_statuses(lab: Lab) -> None:
+    spec = (await lab.client.get("/openapi.json")).json()
+    reserve = spec["paths"]["/v1/orders"]["post"]
+    assert set(reserve["responses"]) >= {"201", "401", "403", "404", "409", "422", "503"}
+    assert "200" not in reserve["responses"]
+    body = reserve["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["sku_id", "quantity"] and body["additionalProperties"] is False
+    headers = {p["name"]: p for p in reserve["parameters"] if p["in"] == "header"}
+    assert headers["Idempotency-Key"]["required"] is True
+    assert reserve["security"] == [{"HTTPBearer": []}]
+    err = reserve["responses"]["409"]["content"]["application/json"]["schema"]
+    assert err["$ref"].endswith("/Error")
+    assert "Retry-After" in reserve["responses"]["503"]["headers"]
+    ledger = spec["paths"]["/v1/admin/ledger"]["get"]
+    assert ledger["security"] == [{"HTTPBearer": []}] and "200" in ledger["responses"]

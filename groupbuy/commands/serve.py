@@ -51,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-unsafe-durability", action="store_true",
                    help="serve even when the store's settings can lose acknowledged orders "
                    "(e.g. Redis without appendfsync always); /v1/health still says so")
+    p.add_argument("--max-in-flight", type=int, default=256, metavar="N",
+                   help="requests each worker serves at once; more get 503 overloaded with "
+                   "Retry-After (default 256)")
     p.add_argument("--log-level", default="warning",
                    choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=run)
@@ -69,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--workers: from 1 to 64")
     if not 0 <= args.port <= 65535:
         raise UsageError("--port: from 0 to 65535")
+    if not 1 <= args.max_in_flight <= 100_000:
+        raise UsageError("--max-in-flight: from 1 to 100000")
     rules = load_scenario(args.scenario).campaign  # a bad scenario: one line per problem, exit 2
     shown = redact_url(args.store)
     try:
@@ -97,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
                              "with --allow-unsafe-durability")
         port = sock.getsockname()[1]
         os.environ.update(GROUPBUY_STORE=args.store, GROUPBUY_ADMIN_TOKEN=token,
-                          GROUPBUY_SCENARIO=os.path.abspath(args.scenario))
+                          GROUPBUY_SCENARIO=os.path.abspath(args.scenario),
+                          GROUPBUY_MAX_IN_FLIGHT=str(args.max_in_flight))
         print(f"groupbuy serve: http://{args.host}:{port}  (store {shown}, {args.workers} "
               f"worker(s), campaign {outcome}; Ctrl-C stops)", flush=True)
         print(f"admin token: {token_source}", flush=True)

@@ -4,7 +4,6 @@ idempotency guard."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
@@ -14,15 +13,23 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Query, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import ClientDisconnect
 
 from reference_server.auth import is_admin, user_from_token
 from reference_server.domain import canonical_json
-from reference_server.errors import ApiError
-from reference_server.stores.base import Store
+from reference_server.errors import ApiError, StoreUnavailable
+from reference_server.stores.base import (
+    LAZY_EXPIRY_CODES,
+    CreateOp,
+    IdemRequest,
+    StaleSale,
+    Store,
+)
 
 MAX_BODY_BYTES = 1_000_000
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
+IDEMPOTENCY_KEY = re.compile(r"^[!-~]{1,128}$")
 DIGITS = re.compile(r"[0-9]{1,18}")
+STALE_RETRIES = 5
 Clock = Callable[[], float]
 
 
@@ -90,17 +97,24 @@ AdminDep = Depends(require_admin)
 
 
 async def _read_json(request: Request, required: bool) -> Any:
-    body = await request.body()
+    try:
+        body = await request.body()
+    except ClientDisconnect:  # the client gave up (timed out): nobody to answer, nothing to log
+        raise ApiError("invalid", "the client disconnected before sending its body") from None
     if len(body) > MAX_BODY_BYTES:
         raise ApiError("too_large", f"body over {MAX_BODY_BYTES} bytes")
     if not body.strip() and not required:
         return {}
     if not body:
         raise ApiError("invalid", "a JSON body is required")
+    try:  # UTF-8 only: json.loads would also guess UTF-16 and UTF-32 from raw bytes
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError("invalid", "the body must be JSON in UTF-8") from None
     try:
-        return json.loads(body, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=_no_constant)
     except (ValueError, RecursionError):
-        raise ApiError("invalid", "the body is not valid JSON") from None
+        raise ApiError("invalid", "the body is not valid UTF-8 JSON") from None
 
 
 async def json_body(request: Request) -> Any:
@@ -139,7 +153,8 @@ Page = Annotated[tuple[int, int], Depends(page)]
 
 class IdempotencyGuard:
     """Runs a creating request at most once per (user, `Idempotency-Key`) and replays its first
-    response (CONTRACT.md, "Idempotency")."""
+    response (CONTRACT.md, "Idempotency"): the store claims the key, makes the change and
+    records the answer in one step (`Store.once`)."""
 
     def __init__(self, store: Store, clock: Clock, user: str, key: str, method: str,
                  path: str) -> None:
@@ -149,44 +164,45 @@ class IdempotencyGuard:
     def fingerprint(self, data: Any) -> str:
         return hashlib.sha256(f"{self._what} {canonical_json(data)}".encode()).hexdigest()
 
-    async def run(self, data: Any, act: Callable[[], Awaitable[Any]]) -> Response:
-        """`act()` → 201 with its JSON; refusals are recorded and replayed like successes."""
-        store, user, key = self.store, self.user, self.key
-        begun = await store.idem_begin(user, key, self.fingerprint(data), self.clock())
-        if begun.state == "replay":
-            return Response(begun.body, status_code=begun.status,
-                            media_type="application/json")
+    async def run(self, data: Any, build: Callable[[float], Awaitable[CreateOp]]) -> Response:
+        """`build(now)` checks and prices the request under the loaded sale; the store runs
+        it. Priced again when the sale changed meanwhile; a refusal an expired but unreleased
+        order may cause (sold out, limit, seat) is retried once after expiry."""
+        idem = IdemRequest(self.user, self.key, self.fingerprint(data))
+        record_lazy = False
+        for _ in range(STALE_RETRIES):
+            now = self.clock()
+            try:
+                op = await build(now)
+            except ApiError as exc:
+                if exc.code == "invalid":  # invalid requests are not recorded (CONTRACT.md)
+                    raise
+                op = CreateOp("refusal", (exc,), str)
+            try:
+                begun = await self.store.once(idem, op, now, record_refusals=record_lazy)
+            except StaleSale:
+                continue  # another sale was loaded meanwhile: price under that one
+            except ApiError as exc:
+                if exc.code not in LAZY_EXPIRY_CODES or record_lazy:
+                    raise
+                await self.store.expire_due(self.clock())
+                record_lazy = True
+                continue
+            break
+        else:
+            raise StoreUnavailable("the sale kept changing while pricing the request")
         if begun.state == "mismatch":
             raise ApiError("idempotency_key_reused", "this Idempotency-Key was used for a "
                            "different request")
         if begun.state == "in_flight":
             raise ApiError("in_flight", "a request with this Idempotency-Key is in progress")
-        try:
-            payload = await act()
-            status = 201
-        except ApiError as exc:
-            # invalid requests are not recorded (CONTRACT.md); nor is a body the store found
-            # differs from the key's first request, whose replay must stay possible
-            if exc.code in ("invalid", "idempotency_key_reused"):
-                with contextlib.suppress(Exception):
-                    await store.idem_abort(user, key)
-                raise
-            if exc.code == "in_flight":  # the store saw the key's first request still running
-                raise
-            payload, status = exc.body(), exc.status
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await store.idem_abort(user, key)
-            raise
-        body = json.dumps(payload)
-        await store.idem_finish(user, key, status, body)
-        return Response(body, status_code=status, media_type="application/json")
+        return Response(begun.body, status_code=begun.status, media_type="application/json")
 
 
-def idempotency_key(key: Annotated[str | None, Header(
-        alias="Idempotency-Key", description="1-128 printable ASCII characters, unique per "
-        "user and request")] = None) -> str:
-    if key is None or not IDEMPOTENCY_KEY.fullmatch(key):
+def idempotency_key(key: Annotated[str, Header(
+        alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY.pattern,
+        description="1-128 printable ASCII characters, unique per user and request")]) -> str:
+    if not IDEMPOTENCY_KEY.fullmatch(key):  # the header pattern already said so; belt and braces
         raise ApiError("invalid", "Idempotency-Key header: 1-128 printable ASCII characters")
     return key
 

@@ -28,12 +28,15 @@ from reference_server.errors import ApiError
 from reference_server.stores.base import (
     IDEMPOTENCY_STALE_SECONDS,
     IDEMPOTENCY_TTL_SECONDS,
+    CreateOp,
     ExportKind,
     ExportRow,
     IdemBegin,
+    IdemRequest,
     SaleRecord,
     StaleSale,
     Store,
+    records_refusal,
 )
 
 T = TypeVar("T")
@@ -223,6 +226,12 @@ class SqlStore(Store):
         return typed, nxt
 
     # -- idempotency ----------------------------------------------------------------------
+    async def once(self, idem: IdemRequest, op: CreateOp, now: float, *,
+                   record_refusals: bool) -> IdemBegin:
+        """The key, the change and the recorded answer in one transaction: one commit (and
+        one fsync) per creating request, and no in-flight marker a crash could leave behind."""
+        return await self._call(_once, idem, op, now, record_refusals, self._take_stock)
+
     async def idem_begin(self, user_id: str, key: str, fingerprint: str,
                          now: float) -> IdemBegin:
         return await self._call(_idem_begin, user_id, key, fingerprint, now)
@@ -628,10 +637,14 @@ def _export(tx: Tx, kind: str, after: int, limit: int) -> tuple[list[dict], int 
 def _idem_begin(tx: Tx, user_id: str, key: str, fingerprint: str, now: float) -> IdemBegin:
     row = tx.one("SELECT * FROM idem WHERE user_id = ? AND key = ?" + tx.lock, user_id, key)
     if row is None:
-        inserted = tx.run("INSERT INTO idem (user_id, key, fingerprint, state, started_at) "
-                          "VALUES (?, ?, ?, 'in_flight', ?) ON CONFLICT DO NOTHING",
-                          user_id, key, fingerprint, now)
-        return IdemBegin("new") if inserted else IdemBegin("in_flight")
+        if tx.run("INSERT INTO idem (user_id, key, fingerprint, state, started_at) "
+                  "VALUES (?, ?, ?, 'in_flight', ?) ON CONFLICT DO NOTHING",
+                  user_id, key, fingerprint, now):
+            return IdemBegin("new")
+        # a concurrent request under the key committed first (PostgreSQL waited for it)
+        row = tx.one("SELECT * FROM idem WHERE user_id = ? AND key = ?" + tx.lock, user_id, key)
+        if row is None:
+            return IdemBegin("in_flight")
     if float(row["started_at"]) < now - IDEMPOTENCY_TTL_SECONDS:  # expired: start afresh
         tx.run("UPDATE idem SET fingerprint = ?, state = 'in_flight', status = NULL, "
                "body = NULL, started_at = ? WHERE user_id = ? AND key = ?",
@@ -645,6 +658,34 @@ def _idem_begin(tx: Tx, user_id: str, key: str, fingerprint: str, now: float) ->
         tx.run("UPDATE idem SET started_at = ? WHERE user_id = ? AND key = ?", now, user_id, key)
         return IdemBegin("new")
     return IdemBegin("in_flight")
+
+
+def _once(tx: Tx, idem: IdemRequest, op: CreateOp, now: float, record_refusals: bool,
+          take_stock: TakeStock) -> IdemBegin:
+    begun = _idem_begin(tx, idem.user_id, idem.key, idem.fingerprint, now)
+    if begun.state != "new":
+        return begun
+    tx.run("SAVEPOINT op")
+    try:
+        row: Any
+        if op.kind == "refusal":
+            raise op.args[0]
+        if op.kind == "reserve":
+            row = OrderRow.from_fields(_reserve(tx, *op.args, now, take_stock))
+        elif op.kind == "open_group":
+            g, ids, order = _open_group(tx, *op.args, now, take_stock)
+            row = GroupRow.from_fields(g, ids), OrderRow.from_fields(order)
+        else:
+            row = ClaimRow.from_fields(_claim(tx, *op.args, now))
+        status, body = 201, op.render(row)
+    except ApiError as exc:
+        if not records_refusal(exc, record_refusals):
+            raise  # the whole transaction rolls back: no record of the key
+        tx.run("ROLLBACK TO SAVEPOINT op")  # keep the key, undo the half-done change
+        status, body = exc.status, json.dumps(exc.body())
+    tx.run("RELEASE SAVEPOINT op")
+    _idem_finish(tx, idem.user_id, idem.key, status, body)
+    return IdemBegin("done", status, body)
 
 
 def _forget_idempotency(tx: Tx, now: float) -> None:

@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import os
 import sqlite3
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -65,6 +66,20 @@ class _SqliteTx:
                                      "RETURNING move_seq").fetchone()[0])
 
 
+_Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]",
+             asyncio.AbstractEventLoop]
+
+
+def _settle(fut: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
+    if fut.cancelled():
+        return
+    ok, value = outcome
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
+
+
 class StoreInUse(Exception):
     """Another server holds this SQLite file."""
 
@@ -95,6 +110,8 @@ class SqliteStore(SqlStore):
         if self.synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"{url}: synchronous must be NORMAL or FULL")
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._queue: list[_Job] = []
+        self._queue_lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
 
     async def open(self) -> None:
@@ -162,8 +179,59 @@ class SqliteStore(SqlStore):
         self._pool.shutdown(wait=True)
 
     async def _run(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._pool, self._transact, fn, args, write)
+        loop = asyncio.get_running_loop()
+        if not write:
+            return await loop.run_in_executor(self._pool, self._transact, fn, args, False)
+        # Group commit: writes queue up while the database thread is busy (typically in the
+        # fsync of the previous commit) and then commit together, one savepoint each.
+        job: _Job = (fn, args, loop.create_future(), loop)
+        with self._queue_lock:
+            self._queue.append(job)
+            first = len(self._queue) == 1
+        if first:
+            self._pool.submit(self._drain)
+        return await job[2]
+
+    def _drain(self) -> None:
+        with self._queue_lock:
+            batch, self._queue = self._queue, []
+        if batch:
+            for (_, _, fut, loop), outcome in zip(batch, self._commit(batch), strict=True):
+                loop.call_soon_threadsafe(_settle, fut, outcome)
+
+    def _commit(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        """Run every job of the batch in one write transaction, each inside its own savepoint
+        (a refusal undoes only its own job), and commit once. Returns (ok, result or error)
+        per job, only after the commit: nothing is acknowledged before it is durable."""
+        conn = self._conn
+        if conn is None:
+            return [(False, StoreUnavailable("the SQLite store is closed")) for _ in batch]
+        out: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, args, _, _ in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    result = fn(_SqliteTx(conn), *args)
+                except Deferred as d:  # useful work done, still a refusal: keep the work
+                    conn.execute("RELEASE job")
+                    out.append((False, d.error))
+                    continue
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    if isinstance(exc, sqlite3.OperationalError):
+                        exc = StoreUnavailable(f"SQLite: {exc}")
+                    out.append((False, exc))
+                    continue
+                conn.execute("RELEASE job")
+                out.append((True, result))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            return [(False, StoreUnavailable(f"SQLite: {exc}")) for _ in batch]
+        return out
 
     def _transact(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
         conn = self._conn

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
@@ -9,28 +10,33 @@ from fastapi.responses import Response
 
 from reference_server.api.deps import Caller, ClockDep, CurrentUser, Idempotent, JsonBody, StoreDep
 from reference_server.api.models import ID, ReserveBody, parse
-from reference_server.api.steps import reserve_order
-from reference_server.domain import ReserveRequest
+from reference_server.api.schemas import Order, json_body, responses
+from reference_server.api.steps import current_sale
+from reference_server.domain import ReserveRequest, prepare_reserve
 from reference_server.errors import ApiError
+from reference_server.stores.base import CreateOp
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 OrderId = Annotated[str, Path(pattern=ID.pattern)]
 
 
-@router.post("", status_code=201)
-async def reserve(user: CurrentUser, data: JsonBody, guard: Idempotent, store: StoreDep,
-                  clock: ClockDep) -> Response:
+@router.post("", status_code=201, response_model=None, openapi_extra=json_body(ReserveBody),
+             responses=responses(201, Order, 401, 403, 404, 409, 413, 422))
+async def reserve(user: CurrentUser, data: JsonBody, guard: Idempotent,
+                  store: StoreDep) -> Response:
     """Reserve stock for an order; with `group_id`, join that group."""
     body = parse(ReserveBody, data)
     req = ReserveRequest(user, body.sku_id, body.quantity, guard.key, body.coupon_id,
                          body.group_id, guard.fingerprint(data))
 
-    async def act() -> dict[str, Any]:
-        return (await reserve_order(store, clock, req)).view()
-    return await guard.run(data, act)
+    async def build(now: float) -> CreateOp:
+        priced = prepare_reserve(await current_sale(store), req, now)
+        return CreateOp("reserve", (priced,), lambda row: json.dumps(row.view()))
+    return await guard.run(data, build)
 
 
-@router.get("/{order_id}")
+@router.get("/{order_id}", response_model=None,
+            responses=responses(200, Order, 401, 403, 404, 422))
 async def get_order(order_id: OrderId, user: Caller, store: StoreDep) -> dict[str, Any]:
     row = await store.order(order_id)
     if row is None:
@@ -40,13 +46,15 @@ async def get_order(order_id: OrderId, user: Caller, store: StoreDep) -> dict[st
     return row.view()
 
 
-@router.post("/{order_id}/pay")
+@router.post("/{order_id}/pay", response_model=None,
+             responses=responses(200, Order, 401, 403, 404, 409, 422))
 async def pay(order_id: OrderId, user: CurrentUser, store: StoreDep,
               clock: ClockDep) -> dict[str, Any]:
     return (await store.pay(order_id, user, clock())).view()
 
 
-@router.post("/{order_id}/cancel")
+@router.post("/{order_id}/cancel", response_model=None,
+             responses=responses(200, Order, 401, 403, 404, 409, 422))
 async def cancel(order_id: OrderId, user: CurrentUser, store: StoreDep,
                  clock: ClockDep) -> dict[str, Any]:
     return (await store.cancel(order_id, user, clock())).view()

@@ -8,13 +8,14 @@ from fastapi import APIRouter, Request
 
 from reference_server import CONTRACT_VERSION
 from reference_server.api.deps import StoreDep
+from reference_server.api.schemas import Health, Ping, responses
 from reference_server.stores.base import Durability
 from reference_server.stores.unsafe import WARNING as UNSAFE_WARNING
 
 router = APIRouter(prefix="/v1", tags=["utils"])
 
 
-@router.get("/health")
+@router.get("/health", response_model=None, responses=responses(200, Health))
 async def health(store: StoreDep, request: Request) -> dict[str, Any]:
     """`safe: false` with a `warning` when the store is the deliberately wrong one or its live
     durability settings can lose an acknowledged order."""
@@ -31,7 +32,7 @@ async def health(store: StoreDep, request: Request) -> dict[str, Any]:
     return out
 
 
-@router.get("/ping")
+@router.get("/ping", response_model=None, responses=responses(200, Ping))
 async def ping() -> dict[str, bool]:
     """Touches no store: the trivial endpoint benchmarks compare against."""
     return {"ok": True}
