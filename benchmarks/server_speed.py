@@ -142,10 +142,12 @@ def _reachable(port: int) -> bool:
         return False
 
 
-def _serve(scenario: Path, store: str, workers: int, log: Path) -> tuple[subprocess.Popen, int]:
+def _serve(scenario: Path, store: str, workers: int, log: Path,
+           *extra: str) -> tuple[subprocess.Popen, int]:
     port = _free_port()
     proc = subprocess.Popen([EXE, "serve", str(scenario), "--store", store, "--workers",
-                             str(workers), "--port", str(port), "--allow-unsafe-durability"],
+                             str(workers), "--port", str(port), "--allow-unsafe-durability",
+                             *extra],
                             stdout=log.open("ab"), stderr=subprocess.STDOUT,
                             start_new_session=True, env=os.environ | {
                                 "GROUPBUY_ADMIN_TOKEN": ADMIN})

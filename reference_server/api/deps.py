@@ -1,6 +1,7 @@
 """Every cross-cutting request concern as a named type a route takes as a parameter: the store,
 the clock, the caller (user, user-or-admin, admin), the JSON body, the export page and the
-idempotency guard."""
+idempotency guard. All are `async def`: FastAPI runs a plain `def` dependency in a worker
+thread, which cost 12 thread hops per reserve+pay (profile, docs/server.md)."""
 
 from __future__ import annotations
 
@@ -33,11 +34,11 @@ STALE_RETRIES = 5
 Clock = Callable[[], float]
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     return request.app.state.clock
 
 
@@ -50,7 +51,7 @@ _bearer = HTTPBearer(auto_error=False, description="an admin token or a user tok
                      "(`POST /v1/admin/user-tokens`)")
 
 
-def bearer_token(creds: Annotated[HTTPAuthorizationCredentials | None,
+async def bearer_token(creds: Annotated[HTTPAuthorizationCredentials | None,
                                   Depends(_bearer)]) -> str:
     if creds is None or not creds.credentials.strip():
         raise ApiError("unauthorized", "send Authorization: Bearer <token>")
@@ -60,7 +61,7 @@ def bearer_token(creds: Annotated[HTTPAuthorizationCredentials | None,
 Token = Annotated[str, Depends(bearer_token)]
 
 
-def caller(request: Request, token: Token) -> str | None:
+async def caller(request: Request, token: Token) -> str | None:
     """The user id of a user token; None for the admin token."""
     user = user_from_token(request.app.state.secret, token, request.app.state.clock())
     if user is not None:
@@ -73,7 +74,7 @@ def caller(request: Request, token: Token) -> str | None:
 Caller = Annotated[str | None, Depends(caller)]
 
 
-def current_user(user: Caller) -> str:
+async def current_user(user: Caller) -> str:
     if user is None:
         raise ApiError("forbidden", "this endpoint needs a user token, not the admin token")
     return user
@@ -82,7 +83,7 @@ def current_user(user: Caller) -> str:
 CurrentUser = Annotated[str, Depends(current_user)]
 
 
-def require_admin(request: Request, token: Token) -> None:
+async def require_admin(request: Request, token: Token) -> None:
     if is_admin(request.app.state.admin_token, token):
         return
     if user_from_token(request.app.state.secret, token, request.app.state.clock()) is not None:
@@ -135,9 +136,10 @@ JsonBody = Annotated[Any, Depends(json_body)]
 OptionalJsonBody = Annotated[Any, Depends(optional_json_body)]
 
 
-def page(after: Annotated[str | None, Query(description="`next` of the previous page")] = None,
-         limit: Annotated[str | None, Query(description="rows per page, 1-1000 (500)")] = None,
-         ) -> tuple[int, int]:
+async def page(
+        after: Annotated[str | None, Query(description="`next` of the previous page")] = None,
+        limit: Annotated[str | None, Query(description="rows per page, 1-1000 (500)")] = None,
+) -> tuple[int, int]:
     after_s, limit_s = after or "0", limit or "500"
     if not DIGITS.fullmatch(after_s):
         raise ApiError("invalid", "after: a cursor from a previous page")
@@ -181,6 +183,7 @@ class IdempotencyGuard:
             try:
                 begun = await self.store.once(idem, op, now, record_refusals=record_lazy)
             except StaleSale:
+                self.store.forget_recent_sale()
                 continue  # another sale was loaded meanwhile: price under that one
             except ApiError as exc:
                 if exc.code not in LAZY_EXPIRY_CODES or record_lazy:
@@ -199,7 +202,7 @@ class IdempotencyGuard:
         return Response(begun.body, status_code=begun.status, media_type="application/json")
 
 
-def idempotency_key(key: Annotated[str, Header(
+async def idempotency_key(key: Annotated[str, Header(
         alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY.pattern,
         description="1-128 printable ASCII characters, unique per user and request")]) -> str:
     if not IDEMPOTENCY_KEY.fullmatch(key):  # the header pattern already said so; belt and braces
@@ -207,7 +210,7 @@ def idempotency_key(key: Annotated[str, Header(
     return key
 
 
-def idempotency_guard(request: Request, store: StoreDep, clock: ClockDep, user: CurrentUser,
+async def idempotency_guard(request: Request, store: StoreDep, clock: ClockDep, user: CurrentUser,
                       key: Annotated[str, Depends(idempotency_key)]) -> IdempotencyGuard:
     return IdempotencyGuard(store, clock, user, key, request.method, request.url.path)
 

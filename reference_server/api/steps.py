@@ -19,8 +19,10 @@ LAZY_EXPIRY_CODES = frozenset({"sold_out", "limit_reached", "group_full"})
 STALE_RETRIES = 5
 
 
-async def current_sale(store: Store) -> Sale:
-    sale = await store.sale()
+async def current_sale(store: Store, *, recent: bool = False) -> Sale:
+    """The loaded sale (`no_sale` without one); `recent` accepts a copy read up to a second ago
+    (`Store.recent_sale`), for pricing that the store re-checks."""
+    sale = await (store.recent_sale() if recent else store.sale())
     if sale is None:
         raise ApiError("no_sale", "no sale is loaded (POST /v1/admin/sale)")
     return sale

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ IDEMPOTENCY_TTL_SECONDS = 24 * 3600.0
 """An idempotency record (the first response, for replay) is kept this long (CONTRACT.md 1.2).
 Orders and claims stay unique per (user, key) for as long as the sale exists."""
 
+RECENT_SALE_SECONDS = 1.0
 ExportKind = Literal["orders", "groups", "claims"]
 ExportRow = OrderRow | GroupRow | ClaimRow
 
@@ -120,6 +122,23 @@ class Store(ABC):
 
     @abstractmethod
     async def sale(self) -> Sale | None: ...
+
+    _recent: tuple[float, Sale] | None = None
+
+    async def recent_sale(self) -> Sale | None:
+        """The loaded sale as read at most `RECENT_SALE_SECONDS` ago, for pricing on the hot
+        path: a store refuses a request priced under a sale that is no longer loaded
+        (`StaleSale`), so a stale copy costs one retry, never a wrong price. Call
+        `forget_recent_sale()` on `StaleSale` and after loading a sale."""
+        cached = self._recent
+        if cached is not None and time.monotonic() - cached[0] < RECENT_SALE_SECONDS:
+            return cached[1]
+        sale = await self.sale()
+        self._recent = None if sale is None else (time.monotonic(), sale)
+        return sale
+
+    def forget_recent_sale(self) -> None:
+        self._recent = None
 
     @abstractmethod
     async def skus(self) -> dict[str, dict[str, int]]:

@@ -173,10 +173,13 @@ class RedisStore(Store):
     async def _priced(self, name: str, now: float, build: Any) -> list[str]:
         """Call a script with arguments taken from the current sale, again if it changed."""
         for _ in range(STALE_RETRIES):
-            sale, _ = await self._need_sale()
+            sale = await self.recent_sale()
+            if sale is None:
+                raise ApiError("no_sale", "no sale is loaded (POST /v1/admin/sale)")
             try:
                 return await self._eval(name, sale.sale_id, now, sale, *build(sale))
             except StaleSale:
+                self.forget_recent_sale()
                 continue
         raise StoreUnavailable("the sale kept changing while pricing an order")
 

@@ -54,6 +54,7 @@ async def load_sale(data: JsonBody, store: StoreDep, clock: ClockDep) -> dict[st
     check_prices(sale_from_record(record.campaign_json, record.start, record.payment_timeout,
                                   record.group_window))
     await store.load_sale(record, if_absent=False)
+    store.forget_recent_sale()
     return {"sale": rules.name, "start": record.start,
             "payment_timeout_seconds": record.payment_timeout,
             "group_window_seconds": record.group_window, "skus": await store.skus()}
@@ -64,6 +65,7 @@ async def load_sale(data: JsonBody, store: StoreDep, clock: ClockDep) -> dict[st
 async def reset(store: StoreDep) -> dict[str, Any]:
     """Back to the loaded sale's initial state."""
     await store.reset()
+    store.forget_recent_sale()
     return {"sale": (await current_sale(store)).name, "skus": await store.skus()}
 
 

@@ -31,7 +31,7 @@ async def open_new_group(user: CurrentUser, data: JsonBody, guard: Idempotent,
                          fingerprint=guard.fingerprint(data))
 
     async def build(now: float) -> CreateOp:
-        sale = await current_sale(store)
+        sale = await current_sale(store, recent=True)
         priced = prepare_reserve(sale, req, now, open_group=True)
 
         def render(rows: tuple[GroupRow, OrderRow]) -> str:

@@ -30,7 +30,7 @@ async def reserve(user: CurrentUser, data: JsonBody, guard: Idempotent,
                          body.group_id, guard.fingerprint(data))
 
     async def build(now: float) -> CreateOp:
-        priced = prepare_reserve(await current_sale(store), req, now)
+        priced = prepare_reserve(await current_sale(store, recent=True), req, now)
         return CreateOp("reserve", (priced,), lambda row: json.dumps(row.view()))
     return await guard.run(data, build)
 
