@@ -378,13 +378,15 @@ def _reserve_new(tx: Tx, p: PricedReserve, now: float, take_stock: TakeStock) ->
     if group_id is not None:
         tx.run("UPDATE groups SET members = members + 1 WHERE group_id = ?", group_id)
     seq = tx.next_seq()  # after the SKU's guarded update: its lock orders the movements
-    tx.run("INSERT INTO orders (order_id, user_id, sku_id, quantity, status, group_id, "
-           "coupon_id, idempotency_key, amount, list_amount, prices, created_at, expires_at, "
-           "movements, request_fp) VALUES (?, ?, ?, ?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-           p.order_id, req.user_id, req.sku_id, q, group_id, req.coupon_id,
-           req.idempotency_key, p.amount, p.list_amount, json.dumps(p.prices), now,
-           p.expires_at, json.dumps([movement("reserve", q, now, seq)]), req.fingerprint)
-    return _existing_order(tx, p.order_id)
+    order = tx.one(
+        "INSERT INTO orders (order_id, user_id, sku_id, quantity, status, group_id, "
+        "coupon_id, idempotency_key, amount, list_amount, prices, created_at, expires_at, "
+        "movements, request_fp) VALUES (?, ?, ?, ?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "RETURNING *", p.order_id, req.user_id, req.sku_id, q, group_id, req.coupon_id,
+        req.idempotency_key, p.amount, p.list_amount, json.dumps(p.prices), now,
+        p.expires_at, json.dumps([movement("reserve", q, now, seq)]), req.fingerprint)
+    assert order is not None
+    return order
 
 
 def _open_group(tx: Tx, p: PricedReserve, now: float,
@@ -459,18 +461,20 @@ def _pay(tx: Tx, order_id: str, user_id: str | None, now: float) -> dict[str, An
     tx.run("UPDATE orders SET status = 'paid', paid_at = ? WHERE order_id = ?", now, order_id)
     tx.run("UPDATE skus SET reserved = reserved - ?, sold = sold + ? WHERE sku_id = ?",
            q, q, row["sku_id"])
-    seq = tx.one("UPDATE sale SET paid_seq = paid_seq + 1 WHERE id = 1 RETURNING paid_seq")
-    assert seq is not None
-    rank = int(seq["paid_seq"])
-    tx.run("UPDATE orders SET paid_seq = ?, gift = ? WHERE order_id = ?", rank,
-           int(gift_for(sale, sale.sku(row["sku_id"]), rank)), order_id)
     if row["group_id"]:
         g = tx.one("UPDATE groups SET paid_members = paid_members + 1 WHERE group_id = ? "
                    "RETURNING *", row["group_id"])
         assert g is not None
         if int(g["paid_members"]) >= int(g["top_size"]):
             _close_group(tx, sale, g, now)
-    return _existing_order(tx, order_id)
+    # the sale row is every payment's lock (dense ranks for the gift): take it last, briefly
+    seq = tx.one("UPDATE sale SET paid_seq = paid_seq + 1 WHERE id = 1 RETURNING paid_seq")
+    assert seq is not None
+    rank = int(seq["paid_seq"])
+    paid = tx.one("UPDATE orders SET paid_seq = ?, gift = ? WHERE order_id = ? RETURNING *",
+                  rank, int(gift_for(sale, sale.sku(row["sku_id"]), rank)), order_id)
+    assert paid is not None
+    return paid
 
 
 def _cancel(tx: Tx, order_id: str, user_id: str | None, now: float) -> dict[str, Any]:
@@ -635,16 +639,15 @@ def _export(tx: Tx, kind: str, after: int, limit: int) -> tuple[list[dict], int 
 
 
 def _idem_begin(tx: Tx, user_id: str, key: str, fingerprint: str, now: float) -> IdemBegin:
+    # a new key (the common case) in one statement; PostgreSQL waits here for a concurrent
+    # request under the same key to commit
+    if tx.run("INSERT INTO idem (user_id, key, fingerprint, state, started_at) "
+              "VALUES (?, ?, ?, 'in_flight', ?) ON CONFLICT DO NOTHING",
+              user_id, key, fingerprint, now):
+        return IdemBegin("new")
     row = tx.one("SELECT * FROM idem WHERE user_id = ? AND key = ?" + tx.lock, user_id, key)
     if row is None:
-        if tx.run("INSERT INTO idem (user_id, key, fingerprint, state, started_at) "
-                  "VALUES (?, ?, ?, 'in_flight', ?) ON CONFLICT DO NOTHING",
-                  user_id, key, fingerprint, now):
-            return IdemBegin("new")
-        # a concurrent request under the key committed first (PostgreSQL waited for it)
-        row = tx.one("SELECT * FROM idem WHERE user_id = ? AND key = ?" + tx.lock, user_id, key)
-        if row is None:
-            return IdemBegin("in_flight")
+        return IdemBegin("in_flight")
     if float(row["started_at"]) < now - IDEMPOTENCY_TTL_SECONDS:  # expired: start afresh
         tx.run("UPDATE idem SET fingerprint = ?, state = 'in_flight', status = NULL, "
                "body = NULL, started_at = ? WHERE user_id = ? AND key = ?",
