@@ -4,47 +4,17 @@ the document (status code, content type, headers, body schema)."""
 
 from __future__ import annotations
 
-import contextlib
-import secrets
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
-from test_server_helpers import (
-    ADMIN,
-    SMALL_SCENARIO,
-    ServerProcess,
-    drop_postgres_schema,
-    drop_redis_prefix,
-    fresh_postgres,
-    with_query,
-)
+from test_server_helpers import ADMIN, SMALL_SCENARIO, ServerProcess
+from test_server_processes import _store_url
 
 pytestmark = pytest.mark.slow
 EXAMPLES = 12  # per operation: bounded, about 25 operations
-
-
-@contextlib.contextmanager
-def _store(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path}/s.sqlite3"
-    elif kind == "postgres":
-        base = request.getfixturevalue("postgres_url")
-        url, schema = fresh_postgres(base)
-        try:
-            yield url
-        finally:
-            drop_postgres_schema(base, schema)
-    else:
-        base = request.getfixturevalue("redis_url")
-        prefix = f"gbtest-{secrets.token_hex(5)}"
-        try:
-            yield with_query(base, "prefix", prefix)
-        finally:
-            drop_redis_prefix(base, prefix)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
@@ -63,7 +33,7 @@ def test_schemathesis_finds_no_5xx_and_no_response_off_the_spec(
               response_headers_conformance, response_schema_conformance]
     scenario = tmp_path / "s.toml"
     scenario.write_text(SMALL_SCENARIO.format(stock=50, pool=5))
-    with _store(kind, request, tmp_path) as url:
+    with _store_url(kind, request, tmp_path) as url:
         server = ServerProcess(groupbuy_exe, str(scenario), url, 1, str(tmp_path / "log"))
         try:
             server.wait_ready()
