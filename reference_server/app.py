@@ -30,7 +30,7 @@ from reference_server.api.shedding import LoadShedder
 from reference_server.api.steps import expire_now
 from reference_server.errors import ApiError, StoreUnavailable
 from reference_server.startup import reconcile_sale
-from reference_server.stores import store_from_url
+from reference_server.stores import redact_url, store_from_url
 from reference_server.stores.base import Store
 
 log = logging.getLogger("reference_server")
@@ -112,7 +112,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StoreUnavailable)
     async def _unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
-        log.error("store unavailable: %s", exc)
+        log.error("store unavailable: %s", redact_url(str(exc)))  # no password in a log
         return error("unavailable", "the store is unavailable; retry later")
 
     @app.exception_handler(RequestValidationError)
