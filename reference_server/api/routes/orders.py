@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
@@ -12,7 +12,7 @@ from reference_server.api.deps import Caller, ClockDep, CurrentUser, Idempotent,
 from reference_server.api.models import ID, ReserveBody, parse
 from reference_server.api.schemas import Order, json_body, responses
 from reference_server.api.steps import current_sale
-from reference_server.domain import ReserveRequest, prepare_reserve
+from reference_server.domain import OrderRow, ReserveRequest, prepare_reserve
 from reference_server.errors import ApiError
 from reference_server.stores.base import CreateOp
 
@@ -37,24 +37,29 @@ async def reserve(user: CurrentUser, data: JsonBody, guard: Idempotent,
 
 @router.get("/{order_id}", response_model=None,
             responses=responses(200, Order, 401, 403, 404, 422))
-async def get_order(order_id: OrderId, user: Caller, store: StoreDep) -> dict[str, Any]:
+async def get_order(order_id: OrderId, user: Caller, store: StoreDep) -> Response:
     row = await store.order(order_id)
     if row is None:
         raise ApiError("not_found", f"no order {order_id!r}")
     if user is not None and row.user_id != user:
         raise ApiError("forbidden", "this order belongs to another user")
-    return row.view()
+    return _order(row)
 
 
 @router.post("/{order_id}/pay", response_model=None,
              responses=responses(200, Order, 401, 403, 404, 409, 422))
 async def pay(order_id: OrderId, user: CurrentUser, store: StoreDep,
-              clock: ClockDep) -> dict[str, Any]:
-    return (await store.pay(order_id, user, clock())).view()
+              clock: ClockDep) -> Response:
+    return _order(await store.pay(order_id, user, clock()))
 
 
 @router.post("/{order_id}/cancel", response_model=None,
              responses=responses(200, Order, 401, 403, 404, 409, 422))
 async def cancel(order_id: OrderId, user: CurrentUser, store: StoreDep,
-                 clock: ClockDep) -> dict[str, Any]:
-    return (await store.cancel(order_id, user, clock())).view()
+                 clock: ClockDep) -> Response:
+    return _order(await store.cancel(order_id, user, clock()))
+
+
+def _order(row: OrderRow) -> Response:
+    """The order as JSON, without FastAPI's generic encoder (plain types already)."""
+    return Response(json.dumps(row.view()), media_type="application/json")
