@@ -334,15 +334,16 @@ def _table(rows: list[dict], raw: dict[str, str], args: argparse.Namespace,
         f"{os.cpu_count()} CPUs shared by client and server).",
         "",
         "| store | workers | reserve+pay /s | p50 ms | p99 ms | ping /s | ping p50 ms "
-        "| ping p99 ms | buy/ping | errors |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| ping p99 ms | buy/ping | buy/ping of every round | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
     for r in rows:
         b, p = r["buy"], r["ping"]
         lines.append(
             f"| {r['store']} | {r['workers']} | {b['per_s']:,.0f} | {b['p50_ms']:.1f} | "
             f"{b['p99_ms']:.1f} | {p['per_s']:,.0f} | {p['p50_ms']:.1f} | {p['p99_ms']:.1f} | "
-            f"{b['per_s'] / p['per_s']:.3f} | {b['errors'] + p['errors']} |")
+            f"{b['per_s'] / p['per_s']:.3f} | "
+            f"{', '.join(f'{x:.3f}' for x in r['ratios'])} | {b['errors'] + p['errors']} |")
     lines += ["", "Raw backend limit for the same guarded stock step (no HTTP, no Python "
               "server):", ""]
     lines += [f"- {name}: {text}" for name, text in raw.items()]
