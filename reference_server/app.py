@@ -46,7 +46,7 @@ class ServerConfig:
     secret: str | None = None
     """User-token secret; by default one is created in the store, shared by every worker."""
     expiry_interval: float = 0.5
-    max_in_flight: int = 256
+    max_in_flight: int = 1024
     """Requests a worker process serves at once; more are shed with `503 overloaded`."""
 
     @classmethod
@@ -56,7 +56,7 @@ class ServerConfig:
                    scenario=env.get("GROUPBUY_SCENARIO") or None,
                    secret=env.get("GROUPBUY_SECRET") or None,
                    expiry_interval=float(env.get("GROUPBUY_EXPIRY_INTERVAL", "0.5")),
-                   max_in_flight=int(env.get("GROUPBUY_MAX_IN_FLIGHT", "256")))
+                   max_in_flight=int(env.get("GROUPBUY_MAX_IN_FLIGHT", "1024")))
 
 
 def error(code: str, message: str) -> JSONResponse:

@@ -51,9 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-unsafe-durability", action="store_true",
                    help="serve even when the store's settings can lose acknowledged orders "
                    "(e.g. Redis without appendfsync always); /v1/health still says so")
-    p.add_argument("--max-in-flight", type=int, default=256, metavar="N",
+    p.add_argument("--max-in-flight", type=int, default=1024, metavar="N",
                    help="requests each worker serves at once; more get 503 overloaded with "
-                   "Retry-After (default 256)")
+                   "Retry-After (default 1024)")
     p.add_argument("--log-level", default="warning",
                    choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=run)
