@@ -81,3 +81,43 @@ async def test_redis_waits_for_a_pooled_connection(redis_url: str, monkeypatch) 
             assert [r.status_code for r in rs] == [201] * 30, {r.text for r in rs}
     finally:
         drop_redis_prefix(redis_url, prefix)
+
+
+async def test_redis_retries_after_killed_connections_never_replay_another_body(tmp_path) -> None:
+    """The issue's case: creates answered 503 because the store's connections were killed, then
+    retried under the same key with another body (quantity 2) must never get the first order:
+    either 422 idempotency_key_reused (the first attempt took effect) or a new order of 2."""
+    import redis as redis_sync
+    from test_instances import need_binary
+
+    from loadtests.instances import PrivateRedis
+    need_binary("redis-server")
+    with PrivateRedis(tmp_path / "redis", appendonly=True, appendfsync="always") as server:
+        async with _lab(server.url, max_in_flight=1000) as lab:
+            users = [f"k{i}" for i in range(40)]
+            for u in users:
+                await lab.token(u)
+            killer = redis_sync.Redis.from_url(server.url)
+            stop = asyncio.Event()
+
+            async def kill_clients() -> None:
+                while not stop.is_set():
+                    killer.client_kill_filter(_type="normal", skipme=True)
+                    await asyncio.sleep(0.003)
+            body = {"sku_id": "grp", "quantity": 1}
+            task = asyncio.create_task(kill_clients())
+            first = await asyncio.gather(*[
+                lab.as_user(u, "POST", "/v1/orders", key=f"key-{u}", json=body) for u in users])
+            stop.set()
+            await task
+            lost = [u for u, r in zip(users, first, strict=True) if r.status_code == 503]
+            assert lost, "no request hit a killed connection; the test proves nothing"
+            for u in lost:
+                r = await lab.as_user(u, "POST", "/v1/orders", key=f"key-{u}",
+                                      json=body | {"quantity": 2})
+                assert r.status_code in (201, 409, 422), r.text
+                if r.status_code == 201:
+                    assert r.json()["quantity"] == 2, "the first body's order was replayed"
+                elif r.status_code == 422:
+                    assert r.json()["error"]["code"] == "idempotency_key_reused"
+            killer.close()
