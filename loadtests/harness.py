@@ -114,7 +114,8 @@ def run_loadtest(scenario_path: str | Path, run_dir: Path, *, host: str | None =
                  duration: float | None = None, rate_scale: float = 1.0, processes: int = 1,
                  arrivals_csv: str | Path | None = None,
                  locustfile: Path = DEFAULT_LOCUSTFILE, seed: int | None = None,
-                 progress: bool = True) -> LoadtestResult:
+                 progress: bool = True,
+                 allow_unsafe_durability: bool = False) -> LoadtestResult:
     """Run the pipeline and write everything into `run_dir`. Raises ScenarioError,
     ScheduleError, ServerError or ServerStartError for problems that stop it from running."""
     scenario = load_scenario(scenario_path)
@@ -127,7 +128,8 @@ def run_loadtest(scenario_path: str | Path, run_dir: Path, *, host: str | None =
         admin_token = secrets.token_hex(16)
         store = store or sqlite_store_in(run_dir)
         server = ServerProcess(scenario_path, store, workers,
-                               admin_token, run_dir / "server.log")
+                               admin_token, run_dir / "server.log",
+                               allow_unsafe_durability=allow_unsafe_durability)
         host = server.url
     elif not admin_token:
         raise ValueError("an admin token is needed for --host (--admin-token or "

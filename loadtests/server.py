@@ -24,17 +24,21 @@ class ServerProcess:
     `log_path`; a context manager that stops it (and its worker processes) on exit."""
 
     def __init__(self, scenario: str | Path, store: str, workers: int, admin_token: str,
-                 log_path: str | Path, startup_timeout: float = 60.0) -> None:
+                 log_path: str | Path, startup_timeout: float = 60.0, *,
+                 allow_unsafe_durability: bool = False) -> None:
         self.log_path = Path(log_path)
         exe = Path(sys.executable).parent / "groupbuy"
         cmd = [str(exe), "serve", str(scenario), "--store", store, "--workers", str(workers),
-               "--host", "127.0.0.1", "--port", "0", "--admin-token", admin_token,
-               "--log-level", "warning"]
+               "--host", "127.0.0.1", "--port", "0", "--log-level", "warning"]
+        if allow_unsafe_durability:
+            cmd.append("--allow-unsafe-durability")
         self._log = self.log_path.open("w")
-        # A session of its own, so stopping it also stops uvicorn's worker processes.
+        # A session of its own, so stopping it also stops uvicorn's worker processes. The
+        # token goes through the environment: a command line is visible to everyone (ps).
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True,
-                                     env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                                     env=dict(os.environ, PYTHONUNBUFFERED="1",
+                                              GROUPBUY_ADMIN_TOKEN=admin_token))
         try:
             self.url = self._wait_until_up(startup_timeout)
         except BaseException:
