@@ -7,11 +7,17 @@ from typing import Any
 
 import httpx
 
-from loadtests.checker import FinalState
+from loadtests.state import FinalState
 
 
 class ServerError(RuntimeError):
-    """The server under test refused or failed an admin call; the message says which and why."""
+    """The server under test refused or failed an admin call; the message says which and why,
+    `status` and `code` carry the HTTP status and the contract's error code when there was an
+    answer."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
 
 
 class AdminClient:
@@ -37,12 +43,15 @@ class AdminClient:
         except httpx.HTTPError as exc:
             raise ServerError(f"{method} {self.host}{path}: {exc or type(exc).__name__}") from None
         if resp.status_code >= 300:
+            code = None
             try:
                 err = resp.json()["error"]
+                code = str(err["code"])
                 why = f"{err['code']}: {err['message']}"
             except (ValueError, KeyError, TypeError):
                 why = resp.text[:200]
-            raise ServerError(f"{method} {path} answered {resp.status_code} ({why})")
+            raise ServerError(f"{method} {path} answered {resp.status_code} ({why})",
+                              resp.status_code, code)
         try:
             return resp.json()
         except ValueError:
@@ -91,8 +100,10 @@ class AdminClient:
             if not after:
                 return rows
 
-    def final_state(self) -> FinalState:
-        """Ledger and exports, ledger last so its `now` is after every exported row."""
+    def final_state(self, *, expiry_ran: bool = False) -> FinalState:
+        """Ledger and exports, ledger last so its `now` is after every exported row.
+        StateError when they do not follow the contract."""
         orders, groups, claims = (self.export("orders"), self.export("groups"),
                                   self.export("coupon-claims"))
-        return FinalState(ledger=self.ledger(), orders=orders, groups=groups, claims=claims)
+        return FinalState.from_json(self.ledger(), orders, groups, claims,
+                                    expiry_ran=expiry_ran)
