@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from campaign.scenario import load_scenario
+from loadtests.history import HistoryHeader
 from loadtests.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,9 +133,18 @@ def test_a_locustfile_without_admin_token_says_so(tmp_path: Path) -> None:
     (["loadtest", str(SCENARIOS / "default.toml"), "--arrivals", "missing.csv"],
      "--arrivals: missing.csv: file not found"),
     (["check", "--host", "http://127.0.0.1:9", "--history", "missing.jsonl"],
-     "the server's admin token is needed"),
-    (["check", "--host", "http://127.0.0.1:9", "--history", "missing.jsonl",
-      "--admin-token", "t"], "--history: missing.jsonl not found"),
+     "missing.jsonl: No such file or directory"),
+    (["check"], "give a run folder (RUN_DIR) or --history FILE"),
+    (["check", "no-such-folder"], "no-such-folder: not a folder"),
+    (["loadtest", str(SCENARIOS / "flash_sale.toml"), "--kill-server", "soon"],
+     "--kill-server: not a list of seconds: 'soon'"),
+    (["loadtest", str(SCENARIOS / "flash_sale.toml"), "--pause-worker", "6"],
+     "--pause-worker: '6': want AT:SECONDS, e.g. 6:2"),
+    (["loadtest", str(SCENARIOS / "flash_sale.toml"), "--proxy", "1:2:3:1.5"],
+     "fault flags: proxy[0].drop: Input should be less than or equal to 1"),
+    (["loadtest", str(SCENARIOS / "flash_sale.toml"), "--host", "http://127.0.0.1:9",
+      "--admin-token", "t", "--kill-server", "3"],
+     "kill_server: these faults need a server the run starts, not --host"),
 ])
 def test_mistakes_get_one_line_and_exit_code_2(args: list[str], message: str,
                                                 tmp_path: Path) -> None:
@@ -147,7 +157,7 @@ def test_mistakes_get_one_line_and_exit_code_2(args: list[str], message: str,
 
 def test_check_against_an_unreachable_server_is_one_line(tmp_path: Path) -> None:
     history = tmp_path / "history.jsonl"
-    history.write_text("")
+    history.write_text(HistoryHeader("r", None, 0, 1, 1.0).to_line())
     proc = run("check", "--host", "http://127.0.0.1:9", "--history", str(history),
                "--admin-token", "t", "--scenario", str(SCENARIOS / "flash_sale.toml"))
     assert proc.returncode == 2
@@ -200,7 +210,7 @@ def test_a_reused_output_folder_does_not_mix_the_previous_run_in(tmp_path: Path)
 
 
 def test_stale_run_files_are_cleared(tmp_path: Path) -> None:
-    from loadtests.harness import clear_stale_run_files
+    from loadtests.plan import clear_stale_run_files
 
     for name in ("history-0.jsonl", "history-3.jsonl", "history.jsonl", "arrivals-0.json",
                  "plan.json", "server.sqlite3"):
