@@ -238,7 +238,7 @@ def raw_redis(prefix: str, seconds: float) -> str:
     now = repr(time.time())
     args = [prefix, gen, now, "", "", "u__rand_int__", "hot", "1", "k__rand_int__",
             "o-__rand_int__", "", "", "1000", repr(time.time() + 900), "10000", "10000", "",
-            '[{"kind":"reserve","quantity":1,"at":1}]', "", "0", "0", "0"]
+            "", "0", "0", "0"]
     n = 20000
     out = subprocess.run(["redis-benchmark", "-h", "127.0.0.1", "-p", "6379", "--dbnum", db,
                           "-n", str(n), "-c", "16", "-r", "100000000", "--csv",

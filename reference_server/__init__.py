@@ -2,4 +2,4 @@
 
 Imports `campaign/` only; never `sim/` or `loadtests/`."""
 
-CONTRACT_VERSION = "1.1"
+CONTRACT_VERSION = "1.2"

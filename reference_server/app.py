@@ -449,8 +449,10 @@ def create_app(config: ServerConfig, clock: Callable[[], float] = time.time) -> 
     async def ledger(request: Request) -> dict[str, Any]:
         require_admin(request)
         sale = await current_sale()
-        return {"sale": sale.name, "now": clock(), "skus": await store.skus(),
-                **await store.ledger_counts()}
+        return {"sale": sale.name, "sale_id": sale.sale_id, "start": sale.start,
+                "payment_timeout_seconds": sale.payment_timeout,
+                "group_window_seconds": sale.group_window, "now": clock(),
+                "skus": await store.skus(), **await store.ledger_counts()}
 
     def page(request: Request) -> tuple[int, int]:
         after_s = request.query_params.get("after") or "0"
@@ -479,7 +481,7 @@ def create_app(config: ServerConfig, clock: Callable[[], float] = time.time) -> 
     async def export_claims(request: Request) -> dict[str, Any]:
         require_admin(request)
         rows, nxt = await store.export("claims", *page(request))
-        keep = ("claim_id", "coupon_id", "user_id", "claimed_at", "order_id")
+        keep = ("claim_id", "coupon_id", "user_id", "claimed_at", "order_id", "idempotency_key")
         return {"claims": [{k: r.get(k) for k in keep} for r in rows], "next": _cursor(nxt)}
 
     return app

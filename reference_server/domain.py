@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from campaign.pricing import PriceContext, price_order
+from campaign.pricing import PriceContext, price_order, to_cents
 from campaign.rules import CampaignRules, Coupon, Sku
 from reference_server.errors import ApiError
 
@@ -26,6 +26,8 @@ class Sale:
     payment_timeout: float
     group_window: float
     fingerprint: str
+    sale_id: str = ""
+    """Opaque; new on every load and reset, kept across restarts (CONTRACT.md 1.2)."""
 
     @property
     def name(self) -> str:
@@ -64,9 +66,9 @@ def rules_from_json(campaign_json: str) -> CampaignRules:
 
 
 def sale_from_record(campaign_json: str, start: float, payment_timeout: float,
-                     group_window: float) -> Sale:
+                     group_window: float, sale_id: str = "") -> Sale:
     return Sale(rules_from_json(campaign_json), start, payment_timeout, group_window,
-                campaign_fingerprint(campaign_json))
+                campaign_fingerprint(campaign_json), sale_id)
 
 
 def new_id(prefix: str) -> str:
@@ -117,7 +119,7 @@ def price_now(sale: Sale, sku: Sku, now: float) -> int:
 
 ORDER_FIELDS = ("order_id", "user_id", "sku_id", "quantity", "status", "group_id", "coupon_id",
                 "idempotency_key", "amount", "list_amount", "gift", "created_at", "expires_at",
-                "paid_at", "closed_at")
+                "paid_at", "closed_at", "paid_seq")
 
 
 def order_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +132,7 @@ def order_view(row: dict[str, Any]) -> dict[str, Any]:
     for k in ("group_id", "coupon_id"):
         out[k] = out[k] or None
     out["gift"] = bool(int(out["gift"] or 0))
+    out["paid_seq"] = None if out["paid_seq"] in (None, "") else int(out["paid_seq"])
     mv = row.get("movements") or "[]"
     out["movements"] = json.loads(mv) if isinstance(mv, str) else mv
     return out
@@ -150,8 +153,18 @@ def group_view(row: dict[str, Any], order_ids: list[str], sale: Sale | None) -> 
         "tier_reached": None if tier in (None, "") else int(tier),
         "order_ids": order_ids,
         "closed_at": None if row.get("closed_at") in (None, "") else float(row["closed_at"]),
+        "leader_reward": leader_reward(row["status"], sale),
     }
 
 
-def movement(kind: str, quantity: int, at: float) -> dict[str, Any]:
-    return {"kind": kind, "quantity": quantity, "at": at}
+def leader_reward(status: str, sale: Sale | None) -> int:
+    """The reward (fen) a group's leader got: the campaign's, for a completed group only."""
+    groups = sale.rules.groups if sale is not None else None
+    if status != "completed" or groups is None:
+        return 0
+    return to_cents(groups.leader_reward)
+
+
+def movement(kind: str, quantity: int, at: float, seq: int) -> dict[str, Any]:
+    """One stock movement of an order; `seq` orders all movements of the sale."""
+    return {"kind": kind, "quantity": quantity, "at": at, "seq": seq}

@@ -16,9 +16,13 @@ if GEN ~= '*' and cur ~= GEN then return {'stale'} end
 local K = P .. ':' .. cur .. ':'
 local function arg(i) return ARGV[5 + i] end
 
+-- One movement more in an order's JSON list; `seq` comes from the sale-wide counter.
+local function move_json(kind, q, seq)
+  return '{"kind":"' .. kind .. '","quantity":' .. q .. ',"at":' .. NOW .. ',"seq":' .. seq .. '}'
+end
+
 local function add_move(json, kind, q)
-  return string.sub(json, 1, -2) .. ',{"kind":"' .. kind .. '","quantity":' .. q ..
-    ',"at":' .. NOW .. '}]'
+  return string.sub(json, 1, -2) .. ',' .. move_json(kind, q, redis.call('INCR', K .. 'seq')) .. ']'
 end
 
 local function status_count(from, to)
@@ -106,9 +110,9 @@ end
 -- @script reserve
 -- 1 user 2 sku 3 quantity 4 idempotency key 5 new order id 6 group to join 7 coupon
 -- 8 per-user limit 9 expires_at 10 amount 11 list amount 12 prices "2:4000,fallback:5000"
--- 13 movements JSON 14 new group id (open a group) 15 its deadline 16 top size 17 min size
+-- 13 new group id (open a group) 14 its deadline 15 top size 16 min size
 local user, sku, q, key, oid = arg(1), arg(2), tonumber(arg(3)), arg(4), arg(5)
-local gid, coupon, open_gid = arg(6), arg(7), arg(14)
+local gid, coupon, open_gid = arg(6), arg(7), arg(13)
 local prior = redis.call('GET', K .. 'okey:' .. user .. ':' .. key)
 if prior then return order_reply(prior) end
 local sk = K .. 'sku:' .. sku
@@ -144,11 +148,11 @@ if open_gid ~= '' then
   gid = open_gid
   local gseq = redis.call('INCR', K .. 'seq')
   redis.call('HSET', K .. 'group:' .. gid, 'group_id', gid, 'sku_id', sku, 'leader_id', user,
-             'status', 'open', 'deadline', arg(15), 'members', 0, 'paid_members', 0,
-             'top_size', arg(16), 'min_size', arg(17), 'tier_reached', '', 'closed_at', '',
+             'status', 'open', 'deadline', arg(14), 'members', 0, 'paid_members', 0,
+             'top_size', arg(15), 'min_size', arg(16), 'tier_reached', '', 'closed_at', '',
              'seq', gseq)
   redis.call('ZADD', K .. 'groups', gseq, gid)
-  redis.call('ZADD', K .. 'gdue', arg(15), gid)
+  redis.call('ZADD', K .. 'gdue', arg(14), gid)
   redis.call('HINCRBY', K .. 'counts', 'g:open', 1)
 end
 local seq = redis.call('INCR', K .. 'seq')
@@ -156,7 +160,8 @@ local ok = K .. 'order:' .. oid
 redis.call('HSET', ok, 'order_id', oid, 'user_id', user, 'sku_id', sku, 'quantity', q,
            'status', 'reserved', 'group_id', gid, 'coupon_id', coupon, 'idempotency_key', key,
            'amount', arg(10), 'list_amount', arg(11), 'gift', 0, 'created_at', NOW,
-           'expires_at', arg(9), 'paid_at', '', 'closed_at', '', 'movements', arg(13), 'seq', seq)
+           'expires_at', arg(9), 'paid_at', '', 'closed_at', '', 'seq', seq, 'paid_seq', '',
+           'movements', '[' .. move_json('reserve', q, seq) .. ']')
 for name, val in string.gmatch(arg(12), '([%w_]+):(%d+)') do
   redis.call('HSET', ok, 'p:' .. name, val)
 end
@@ -205,6 +210,7 @@ local sk = K .. 'sku:' .. o[4]
 redis.call('HINCRBY', sk, 'reserved', -q)
 redis.call('HINCRBY', sk, 'sold', q)
 local seq = redis.call('HINCRBY', K .. 'counts', 'paid_seq', 1)
+redis.call('HSET', ok, 'paid_seq', seq)
 if seq <= tonumber(arg(3)) then redis.call('HSET', ok, 'gift', 1) end
 status_count('reserved', 'paid')
 if o[5] ~= '' then
@@ -263,7 +269,7 @@ redis.call('HINCRBY', ck, 'issued', 1)
 redis.call('HINCRBY', cu, user, 1)
 local seq = redis.call('INCR', K .. 'seq')
 redis.call('HSET', K .. 'claim:' .. cid, 'claim_id', cid, 'coupon_id', coupon, 'user_id', user,
-           'claimed_at', NOW, 'order_id', '', 'seq', seq)
+           'claimed_at', NOW, 'order_id', '', 'seq', seq, 'idempotency_key', key)
 redis.call('ZADD', K .. 'claims', seq, cid)
 redis.call('RPUSH', K .. 'unused:' .. user .. ':' .. coupon, cid)
 redis.call('SET', K .. 'ckey:' .. user .. ':' .. key, cid)
@@ -301,17 +307,17 @@ return {'ok'}
 
 -- @load
 -- ARGV: 1 prefix 2 only if absent ('1') 3 fingerprint 4 campaign JSON 5 start
--- 6 payment timeout 7 group window 8 number of SKUs, then (id, stock) per SKU,
+-- 6 payment timeout 7 group window 8 new sale id 9 number of SKUs, then (id, stock) per SKU,
 -- then (id, pool, per_user) per coupon. Returns the new generation, or 0 if kept.
 local P = ARGV[1]
 local sale = P .. ':sale'
 if ARGV[2] == '1' and redis.call('HGET', sale, 'fingerprint') == ARGV[3] then return 0 end
 local gen = redis.call('HINCRBY', sale, 'gen', 1)
 redis.call('HSET', sale, 'fingerprint', ARGV[3], 'campaign', ARGV[4], 'start', ARGV[5],
-           'payment_timeout', ARGV[6], 'group_window', ARGV[7])
+           'payment_timeout', ARGV[6], 'group_window', ARGV[7], 'sale_id', ARGV[8])
 local K = P .. ':' .. gen .. ':'
-local i = 9
-for _ = 1, tonumber(ARGV[8]) do
+local i = 10
+for _ = 1, tonumber(ARGV[9]) do
   redis.call('HSET', K .. 'sku:' .. ARGV[i], 'initial', ARGV[i + 1], 'available', ARGV[i + 1],
              'reserved', 0, 'sold', 0, 'released', 0, 'refunded', 0)
   i = i + 2

@@ -87,7 +87,8 @@ async def test_reserve_pay_and_ledger(lab: Lab) -> None:
     assert order["status"] == "reserved" and order["user_id"] == "u1"
     assert order["amount"] == 20000 and order["list_amount"] == 20000
     assert order["expires_at"] == pytest.approx(lab.clock.t + 15 * 60)
-    assert order["movements"] == [{"kind": "reserve", "quantity": 2, "at": lab.clock.t}]
+    (move,) = order["movements"]
+    assert move == {"kind": "reserve", "quantity": 2, "at": lab.clock.t, "seq": move["seq"]}
     assert (await lab.client.get("/v1/skus/hot")).json()["available"] == 3
     paid = await lab.pay("u1", order["order_id"])
     assert paid.status_code == 200 and paid.json()["status"] == "paid"
@@ -634,3 +635,109 @@ async def test_postgres_key_race_on_unique_user_key_is_in_flight(postgres_url: s
             assert err.value.code == "in_flight"
     finally:
         drop_postgres_schema(postgres_url, schema)
+
+
+# -- contract 1.2 ----------------------------------------------------------------------------
+
+async def test_contract_1_2_movement_seq_orders_every_movement_of_the_sale(lab: Lab) -> None:
+    await lab.load(payment_timeout_seconds=60)
+    a = (await lab.reserve("u1")).json()
+    b = (await lab.reserve("u2", quantity=2)).json()
+    await lab.cancel("u2", b["order_id"])
+    c = (await lab.reserve("u3")).json()
+    lab.clock.advance(61)
+    await lab.expire()  # a and c expire: two more releases
+    moves = []
+    for user, o in (("u1", a), ("u2", b), ("u3", c)):
+        got = (await lab.as_user(user, "GET", f"/v1/orders/{o['order_id']}")).json()
+        moves += [m | {"order": o["order_id"]} for m in got["movements"]]
+    seqs = [m["seq"] for m in moves]
+    assert len(set(seqs)) == len(seqs) == 6 and all(isinstance(s, int) for s in seqs)
+    # sorted by seq, the movements are the order the store applied them in
+    applied = [(m["order"], m["kind"]) for m in sorted(moves, key=lambda m: m["seq"])]
+    assert applied[:4] == [(a["order_id"], "reserve"), (b["order_id"], "reserve"),
+                           (b["order_id"], "release"), (c["order_id"], "reserve")]
+    available = 5
+    for m in sorted(moves, key=lambda m: m["seq"]):
+        available += m["quantity"] if m["kind"] in ("release", "refund") else -m["quantity"]
+    assert available == (await lab.ledger())["skus"]["hot"]["available"] == 5
+
+
+async def test_contract_1_2_paid_seq_ranks_payments_and_decides_the_gift(lab: Lab) -> None:
+    ids = [(await lab.reserve(f"u{i}")).json()["order_id"] for i in range(3)]
+    assert (await lab.as_user("u0", "GET", f"/v1/orders/{ids[0]}")).json()["paid_seq"] is None
+    paid = [(await lab.pay(f"u{i}", ids[i])).json() for i in (2, 0, 1)]
+    assert [p["paid_seq"] for p in paid] == [1, 2, 3]
+    assert [p["gift"] for p in paid] == [True, True, False]  # first_orders_gift.count = 2
+    exported = (await lab.admin("GET", "/v1/admin/orders")).json()["orders"]
+    assert sorted(o["paid_seq"] for o in exported) == [1, 2, 3]
+
+
+async def test_contract_1_2_leader_reward_only_for_completed_groups(lab: Lab) -> None:
+    done = (await lab.open_group("lead")).json()
+    gid = done["group"]["group_id"]
+    assert done["group"]["leader_reward"] == 0
+    members = [(await lab.reserve(u, sku="grp", group_id=gid)).json() for u in ("m2", "m3")]
+    for user, o in (("lead", done["order"]), ("m2", members[0]), ("m3", members[1])):
+        await lab.pay(user, o["order_id"])
+    view = (await lab.client.get(f"/v1/groups/{gid}")).json()
+    assert view["status"] == "completed" and view["leader_reward"] == 500  # 5 yuan
+    failed = (await lab.open_group("lone")).json()["group"]["group_id"]
+    lab.clock.advance(4 * HOUR + 1)
+    await lab.expire()
+    exported = (await lab.admin("GET", "/v1/admin/groups")).json()["groups"]
+    groups = {g["group_id"]: g for g in exported}
+    assert groups[gid]["leader_reward"] == 500 and groups[failed]["leader_reward"] == 0
+    assert groups[failed]["status"] == "failed"
+
+
+async def test_contract_1_2_ledger_names_the_sale_it_holds(lab: Lab) -> None:
+    led = await lab.ledger()
+    assert led["start"] == lab.clock.t - 2 * HOUR
+    assert led["payment_timeout_seconds"] == 15 * 60
+    assert led["group_window_seconds"] == 4 * HOUR
+    first = led["sale_id"]
+    assert isinstance(first, str) and first
+    assert (await lab.ledger())["sale_id"] == first  # stable while nothing reloads
+    await lab.admin("POST", "/v1/admin/reset")
+    after_reset = (await lab.ledger())["sale_id"]
+    await lab.load(payment_timeout_seconds=7, group_window_seconds=9)
+    led = await lab.ledger()
+    assert len({first, after_reset, led["sale_id"]}) == 3
+    assert (led["payment_timeout_seconds"], led["group_window_seconds"]) == (7, 9)
+
+
+async def test_contract_1_2_claim_export_carries_the_idempotency_key(lab: Lab) -> None:
+    r = await lab.as_user("u1", "POST", "/v1/coupons/c10/claim", key="claim-key-1")
+    assert r.status_code == 201
+    claims = (await lab.admin("GET", "/v1/admin/coupon-claims")).json()["claims"]
+    assert [(c["user_id"], c["idempotency_key"]) for c in claims] == [("u1", "claim-key-1")]
+    assert (await lab.client.get("/v1/health")).json()["contract"] == "1.2"
+
+
+async def test_contract_1_2_sale_id_survives_a_restart_on_the_same_store(store_url: str) -> None:
+    async with running_lab(store_url) as lab:
+        sale_id = (await lab.ledger())["sale_id"]
+    async with running_lab(store_url, load=False) as lab:
+        assert (await lab.ledger())["sale_id"] == sale_id
+
+
+async def test_contract_1_2_store_made_by_a_1_1_server_gains_the_new_columns(tmp_path) -> None:
+    import sqlite3
+    url = f"sqlite:///{tmp_path}/old.sqlite3"
+    async with running_lab(url) as lab:
+        oid = (await lab.reserve("u1")).json()["order_id"]
+    with sqlite3.connect(tmp_path / "old.sqlite3") as conn:  # back to the 1.1 tables
+        for table, column in (("orders", "paid_seq"), ("sale", "sale_id"), ("sale", "move_seq")):
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    async with running_lab(url, load=False) as lab:
+        paid = (await lab.pay("u1", oid)).json()
+        assert paid["status"] == "paid" and paid["paid_seq"] == 1
+
+
+async def test_contract_1_2_on_the_unsafe_store(tmp_path) -> None:
+    async with running_lab(f"unsafe:///{tmp_path}/u.sqlite3") as lab:
+        o = (await lab.reserve("u1")).json()
+        paid = (await lab.pay("u1", o["order_id"])).json()
+        assert paid["paid_seq"] == 1 and isinstance(paid["movements"][0]["seq"], int)
+        assert (await lab.ledger())["sale_id"]

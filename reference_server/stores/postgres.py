@@ -24,7 +24,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from reference_server.errors import ApiError, StoreUnavailable
-from reference_server.stores.sql import SCHEMA, Deferred, SqlStore
+from reference_server.stores.sql import MIGRATIONS, SCHEMA, Deferred, SqlStore
 
 T = TypeVar("T")
 POOL_SIZE = 6
@@ -64,6 +64,11 @@ class _PgTx:
     def run(self, sql: str, *params: Any) -> int:
         return self.conn.execute(_pg_sql(sql), params).rowcount
 
+    def next_seq(self) -> int:
+        # a SEQUENCE, not a counter row: no lock shared by every SKU (CONTRACT.md 1.2)
+        row = self.conn.execute("SELECT nextval('move_seq') AS seq").fetchone()
+        return int(row["seq"])  # type: ignore[index]
+
 
 class PostgresStore(SqlStore):
     scheme = "postgresql"
@@ -86,6 +91,10 @@ class PostgresStore(SqlStore):
                     for stmt in SCHEMA.format(serial="BIGSERIAL PRIMARY KEY").split(";"):
                         if stmt.strip():
                             conn.execute(stmt)
+                    conn.execute("CREATE SEQUENCE IF NOT EXISTS move_seq")
+                    for table, column, kind in MIGRATIONS:  # columns newer than the store
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "
+                                     f"{column} {kind}")
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"PostgreSQL: {exc}".strip()) from exc
         self._pool = ConnectionPool(

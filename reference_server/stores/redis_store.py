@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import re
 from importlib import resources
 from typing import Any, Literal
@@ -21,7 +20,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
-from reference_server.domain import Sale, movement, new_id, quote, sale_from_record
+from reference_server.domain import Sale, new_id, quote, sale_from_record
 from reference_server.errors import ApiError, StoreUnavailable
 from reference_server.stores.base import (
     IDEMPOTENCY_STALE_SECONDS,
@@ -104,7 +103,7 @@ class RedisStore(Store):
         sale's identity (generation, fingerprint, timing) changed."""
         key = f"{self.prefix}:sale"
         ident = tuple(await self.r.hmget(key, "gen", "fingerprint", "start",
-                                         "payment_timeout", "group_window"))
+                                         "payment_timeout", "group_window", "sale_id"))
         if ident[0] is None or ident[1] is None:
             return None, None
         if self._cached is not None and self._cached[0] == ident:
@@ -112,7 +111,8 @@ class RedisStore(Store):
         campaign = await self.r.hget(key, "campaign")
         if campaign is None:
             return None, None
-        sale = sale_from_record(campaign, float(ident[2]), float(ident[3]), float(ident[4]))
+        sale = sale_from_record(campaign, float(ident[2]), float(ident[3]), float(ident[4]),
+                                ident[5] or "")
         self._cached = (ident, sale)
         return sale, ident[0]
 
@@ -165,7 +165,7 @@ class RedisStore(Store):
         args: list[Any] = [self.prefix, "1" if if_absent else "0", sale.fingerprint,
                            record.campaign_json, _num(record.start),
                            _num(record.payment_timeout), _num(record.group_window),
-                           len(sale.rules.skus)]
+                           new_id("s"), len(sale.rules.skus)]
         for s in sale.rules.skus:
             args += [s.id, s.stock]
         for c in sale.rules.coupons:
@@ -221,8 +221,7 @@ class RedisStore(Store):
         groups = sale.rules.groups
         return [req.user_id, sku.id, req.quantity, req.idempotency_key, order_id,
                 req.group_id or "", req.coupon_id or "", sale.rules.per_user_limit,
-                _num(now + sale.payment_timeout), qt.amount, qt.list_amount, prices,
-                json.dumps([movement("reserve", req.quantity, now)]), open_group,
+                _num(now + sale.payment_timeout), qt.amount, qt.list_amount, prices, open_group,
                 _num(now + sale.group_window), groups.top_size if groups else 0,
                 groups.min_size if groups else 0]
 
@@ -353,7 +352,8 @@ def _order_row(reply: list[str]) -> dict[str, Any]:
 def _claim_row(row: dict[str, str]) -> dict[str, Any]:
     return {"claim_id": row["claim_id"], "coupon_id": row["coupon_id"],
             "user_id": row["user_id"], "claimed_at": float(row["claimed_at"]),
-            "order_id": row.get("order_id") or None}
+            "order_id": row.get("order_id") or None,
+            "idempotency_key": row.get("idempotency_key")}
 
 
 def _backend_errors_as_unavailable(cls: type) -> type:

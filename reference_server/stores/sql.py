@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS sale (
   id INTEGER PRIMARY KEY CHECK (id = 1), fingerprint TEXT NOT NULL, campaign TEXT NOT NULL,
   start DOUBLE PRECISION NOT NULL, payment_timeout DOUBLE PRECISION NOT NULL,
   group_window DOUBLE PRECISION NOT NULL, paid_seq BIGINT NOT NULL DEFAULT 0,
-  leader_rewards BIGINT NOT NULL DEFAULT 0);
+  leader_rewards BIGINT NOT NULL DEFAULT 0, sale_id TEXT NOT NULL DEFAULT '',
+  move_seq BIGINT NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS skus (
   sku_id TEXT PRIMARY KEY, initial BIGINT NOT NULL, available BIGINT NOT NULL,
   reserved BIGINT NOT NULL DEFAULT 0, sold BIGINT NOT NULL DEFAULT 0,
@@ -65,7 +66,8 @@ CREATE TABLE IF NOT EXISTS orders (
   idempotency_key TEXT NOT NULL, amount BIGINT NOT NULL, list_amount BIGINT NOT NULL,
   prices TEXT NOT NULL, gift INTEGER NOT NULL DEFAULT 0, created_at DOUBLE PRECISION NOT NULL,
   expires_at DOUBLE PRECISION NOT NULL, paid_at DOUBLE PRECISION,
-  closed_at DOUBLE PRECISION, movements TEXT NOT NULL, UNIQUE (user_id, idempotency_key));
+  closed_at DOUBLE PRECISION, movements TEXT NOT NULL, paid_seq BIGINT,
+  UNIQUE (user_id, idempotency_key));
 CREATE INDEX IF NOT EXISTS orders_due ON orders (status, expires_at);
 CREATE INDEX IF NOT EXISTS orders_group ON orders (group_id);
 CREATE TABLE IF NOT EXISTS groups (
@@ -79,6 +81,13 @@ CREATE TABLE IF NOT EXISTS idem (
   user_id TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL, state TEXT NOT NULL,
   status INTEGER, body TEXT, started_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (user_id, key));
 """
+
+MIGRATIONS = (
+    ("sale", "sale_id", "TEXT NOT NULL DEFAULT ''"),
+    ("sale", "move_seq", "BIGINT NOT NULL DEFAULT 0"),
+    ("orders", "paid_seq", "BIGINT"),
+)
+"""Columns added after a store was first created (contract 1.2): (table, column, type)."""
 
 STATE_TABLES = ("orders", "groups", "claims", "coupon_users", "user_units", "idem", "skus",
                 "coupons", "sale")
@@ -97,6 +106,9 @@ class Tx(Protocol):
     def one(self, sql: str, *params: Any) -> dict[str, Any] | None: ...
     def all(self, sql: str, *params: Any) -> list[dict[str, Any]]: ...
     def run(self, sql: str, *params: Any) -> int: ...
+    def next_seq(self) -> int:
+        """The next value of the sale-wide movement counter (CONTRACT.md 1.2, `seq`)."""
+        ...
 
 
 class Deferred(Exception):
@@ -208,9 +220,9 @@ def _load_sale(tx: Tx, record: SaleRecord, if_absent: bool) -> bool:
         return False
     for table in STATE_TABLES:
         tx.run(f"DELETE FROM {table}")
-    tx.run("INSERT INTO sale (id, fingerprint, campaign, start, payment_timeout, group_window) "
-           "VALUES (1, ?, ?, ?, ?, ?)", sale.fingerprint, record.campaign_json, record.start,
-           record.payment_timeout, record.group_window)
+    tx.run("INSERT INTO sale (id, fingerprint, campaign, start, payment_timeout, group_window, "
+           "sale_id) VALUES (1, ?, ?, ?, ?, ?, ?)", sale.fingerprint, record.campaign_json,
+           record.start, record.payment_timeout, record.group_window, new_id("s"))
     _init_counters(tx, sale)
     return True
 
@@ -230,16 +242,18 @@ def _reset(tx: Tx) -> None:
     sale = _sale(tx)
     for table in STATE_TABLES[:-1]:
         tx.run(f"DELETE FROM {table}")
-    tx.run("UPDATE sale SET paid_seq = 0, leader_rewards = 0 WHERE id = 1")
+    tx.run("UPDATE sale SET paid_seq = 0, leader_rewards = 0, sale_id = ? WHERE id = 1",
+           new_id("s"))
     _init_counters(tx, sale)
 
 
 def _sale_or_none(tx: Tx) -> Sale | None:
-    row = tx.one("SELECT campaign, start, payment_timeout, group_window FROM sale WHERE id = 1")
+    row = tx.one("SELECT campaign, start, payment_timeout, group_window, sale_id FROM sale "
+                 "WHERE id = 1")
     if row is None:
         return None
     return sale_from_record(row["campaign"], float(row["start"]), float(row["payment_timeout"]),
-                            float(row["group_window"]))
+                            float(row["group_window"]), str(row["sale_id"]))
 
 
 def _sale(tx: Tx) -> Sale:
@@ -310,12 +324,13 @@ def _reserve(tx: Tx, req: ReserveRequest, now: float,
     if req.group_id is not None:
         tx.run("UPDATE groups SET members = members + 1 WHERE group_id = ?", req.group_id)
     qt = quote(sale, sku, q, coupon, now, in_group=req.group_id is not None)
+    seq = tx.next_seq()  # after the SKU's guarded update: its lock orders the movements
     tx.run("INSERT INTO orders (order_id, user_id, sku_id, quantity, status, group_id, "
            "coupon_id, idempotency_key, amount, list_amount, prices, created_at, expires_at, "
            "movements) VALUES (?, ?, ?, ?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
            order_id, req.user_id, sku.id, q, req.group_id, req.coupon_id, req.idempotency_key,
            qt.amount, qt.list_amount, json.dumps(qt.by_outcome), now,
-           now + sale.payment_timeout, json.dumps([movement("reserve", q, now)]))
+           now + sale.payment_timeout, json.dumps([movement("reserve", q, now, seq)]))
     return _existing_order(tx, order_id)
 
 
@@ -399,8 +414,9 @@ def _pay(tx: Tx, order_id: str, user_id: str | None, now: float) -> dict[str, An
            q, q, row["sku_id"])
     seq = tx.one("UPDATE sale SET paid_seq = paid_seq + 1 WHERE id = 1 RETURNING paid_seq")
     assert seq is not None
-    if gift_for(sale, sale.sku(row["sku_id"]), int(seq["paid_seq"])):
-        tx.run("UPDATE orders SET gift = 1 WHERE order_id = ?", order_id)
+    rank = int(seq["paid_seq"])
+    tx.run("UPDATE orders SET paid_seq = ?, gift = ? WHERE order_id = ?", rank,
+           int(gift_for(sale, sale.sku(row["sku_id"]), rank)), order_id)
     if row["group_id"]:
         g = tx.one("UPDATE groups SET paid_members = paid_members + 1 WHERE group_id = ? "
                    "RETURNING *", row["group_id"])
@@ -428,13 +444,14 @@ def _existing_order(tx: Tx, order_id: str) -> dict[str, Any]:
 def _release(tx: Tx, row: dict[str, Any], status: str, now: float) -> bool:
     """Return a reserved order's stock exactly once (guarded on status)."""
     q = int(row["quantity"])
-    moves = [*json.loads(row["movements"]), movement("release", q, now)]
-    if not tx.run("UPDATE orders SET status = ?, closed_at = ?, movements = ? "
-                  "WHERE order_id = ? AND status = 'reserved'",
-                  status, now, json.dumps(moves), row["order_id"]):
+    if not tx.run("UPDATE orders SET status = ?, closed_at = ? "
+                  "WHERE order_id = ? AND status = 'reserved'", status, now, row["order_id"]):
         return False
     tx.run("UPDATE skus SET reserved = reserved - ?, available = available + ?, "
            "released = released + ? WHERE sku_id = ?", q, q, q, row["sku_id"])
+    moves = [*json.loads(row["movements"]), movement("release", q, now, tx.next_seq())]
+    tx.run("UPDATE orders SET movements = ? WHERE order_id = ?", json.dumps(moves),
+           row["order_id"])
     tx.run("UPDATE user_units SET units = units - ? WHERE user_id = ? AND sku_id = ?",
            q, row["user_id"], row["sku_id"])
     if row["group_id"]:
@@ -465,11 +482,11 @@ def _close_group(tx: Tx, sale: Sale, g: dict[str, Any], now: float) -> None:
     else:
         for r in paid:
             q = int(r["quantity"])
-            moves = [*json.loads(r["movements"]), movement("refund", q, now)]
-            tx.run("UPDATE orders SET status = 'refunded', closed_at = ?, movements = ? "
-                   "WHERE order_id = ?", now, json.dumps(moves), r["order_id"])
             tx.run("UPDATE skus SET sold = sold - ?, available = available + ?, "
                    "refunded = refunded + ? WHERE sku_id = ?", q, q, q, r["sku_id"])
+            moves = [*json.loads(r["movements"]), movement("refund", q, now, tx.next_seq())]
+            tx.run("UPDATE orders SET status = 'refunded', closed_at = ?, movements = ? "
+                   "WHERE order_id = ?", now, json.dumps(moves), r["order_id"])
             tx.run("UPDATE user_units SET units = units - ? WHERE user_id = ? AND sku_id = ?",
                    q, r["user_id"], r["sku_id"])
         # refunded orders are no longer active members (CONTRACT.md, "Group")
@@ -523,13 +540,14 @@ def _claim(tx: Tx, coupon_id: str, user_id: str, key: str, now: float) -> dict[s
     claim_id = new_id("c")
     tx.run("INSERT INTO claims (claim_id, coupon_id, user_id, idempotency_key, claimed_at) "
            "VALUES (?, ?, ?, ?, ?)", claim_id, coupon.id, user_id, key, now)
-    return {"claim_id": claim_id, "coupon_id": coupon.id, "user_id": user_id, "claimed_at": now}
+    return {"claim_id": claim_id, "coupon_id": coupon.id, "user_id": user_id, "claimed_at": now,
+            "order_id": None, "idempotency_key": key}
 
 
 def _claim_view(row: dict[str, Any]) -> dict[str, Any]:
     return {"claim_id": row["claim_id"], "coupon_id": row["coupon_id"],
             "user_id": row["user_id"], "claimed_at": float(row["claimed_at"]),
-            "order_id": row.get("order_id")}
+            "order_id": row.get("order_id"), "idempotency_key": row["idempotency_key"]}
 
 
 def _order(tx: Tx, order_id: str) -> dict[str, Any] | None:

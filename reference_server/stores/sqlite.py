@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from reference_server.errors import ApiError, StoreUnavailable
-from reference_server.stores.sql import SCHEMA, Deferred, SqlStore
+from reference_server.stores.sql import MIGRATIONS, SCHEMA, Deferred, SqlStore
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
@@ -50,6 +50,19 @@ class _SqliteTx:
     def run(self, sql: str, *params: Any) -> int:
         return self.conn.execute(sql, params).rowcount
 
+    def next_seq(self) -> int:
+        # every SQLite write transaction is exclusive, so a counter row costs no contention
+        return int(self.conn.execute("UPDATE sale SET move_seq = move_seq + 1 WHERE id = 1 "
+                                     "RETURNING move_seq").fetchone()[0])
+
+
+def _migrate(tx: _SqliteTx) -> None:
+    """Add the columns a store made by an older server lacks (additions only)."""
+    for table, column, kind in MIGRATIONS:
+        have = {r["name"] for r in tx.all(f"PRAGMA table_info({table})")}
+        if column not in have:
+            tx.run(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
 
 class SqliteStore(SqlStore):
     """One connection per worker process, used from one thread so the event loop never blocks
@@ -82,6 +95,7 @@ class SqliteStore(SqlStore):
         self._conn = conn
         ddl = SCHEMA.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT")
         self._transact(lambda tx: [tx.run(s) for s in ddl.split(";") if s.strip()], (), True)
+        self._transact(_migrate, (), True)
 
     async def close(self) -> None:
         def _close() -> None:
