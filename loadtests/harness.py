@@ -194,10 +194,11 @@ def run_loadtest(scenario_path: str | Path, run_dir: Path, *, host: str | None =
                  arrivals_csv: str | Path | None = None,
                  locustfile: Path = DEFAULT_LOCUSTFILE, seed: int | None = None,
                  progress: bool = True, faults: Faults | None = None,
-                 serve_args: tuple[str, ...] = ()) -> LoadtestResult:
+                 allow_unsafe_durability: bool = False) -> LoadtestResult:
     """Run the pipeline and write everything into `run_dir`. `faults` (default: the scenario's
-    `[faults]`) are injected while the load runs. Raises ScenarioError, ScheduleError,
-    ServerError or ServerStartError for problems that stop it from running at all."""
+    `[faults]`) are injected while the load runs; `allow_unsafe_durability` lets the server the
+    run starts serve on a store that can lose acknowledged orders. Raises ScenarioError,
+    ScheduleError, ServerError or ServerStartError for problems that stop it running at all."""
     scenario = load_scenario(scenario_path)
     fault_plan = _faults_for(scenario, faults)
     run_dir = run_dir.resolve()
@@ -219,7 +220,8 @@ def run_loadtest(scenario_path: str | Path, run_dir: Path, *, host: str | None =
             store = store or sqlite_store_in(run_dir)
             server = stack.enter_context(ServerProcess(scenario_path, store, workers,
                                                        admin_token, run_dir / "server.log",
-                                                       extra_args=serve_args))
+                                                       allow_unsafe_durability=(
+                                                           allow_unsafe_durability)))
             host = server.url
         assert admin_token is not None
         proxy = None

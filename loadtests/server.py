@@ -33,12 +33,12 @@ class ServerProcess:
     one; `restart()` starts the server again on the same store and port."""
 
     def __init__(self, scenario: str | Path, store: str, workers: int, admin_token: str,
-                 log_path: str | Path, startup_timeout: float = 60.0, port: int = 0,
-                 extra_args: tuple[str, ...] = ()) -> None:
+                 log_path: str | Path, startup_timeout: float = 60.0, *, port: int = 0,
+                 allow_unsafe_durability: bool = False) -> None:
         self.scenario, self.store, self.workers = str(scenario), store, workers
         self.log_path = Path(log_path)
         self.startup_timeout = startup_timeout
-        self.extra_args = tuple(extra_args)
+        self.extra_args = ("--allow-unsafe-durability",) if allow_unsafe_durability else ()
         self._token = admin_token
         self.port = port
         self.url = ""

@@ -70,6 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--locustfile", metavar="FILE", default=None, help="locustfile to run "
                    "(default loadtests/scenario.py: the scenario's own mix)")
     p.add_argument("--seed", type=int, default=None, help="seed for shoppers and journeys")
+    p.add_argument("--allow-unsafe-durability", action="store_true",
+                   help="passed to the server the run starts: serve even on a store whose "
+                   "settings can lose acknowledged orders (e.g. a Redis without persistence)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="output folder (default results/<scenario>-loadtest-<timestamp>)")
     f = p.add_argument_group("faults (any of these replaces the scenario's [faults]; times are "
@@ -171,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
                                workers=args.workers, admin_token=token, duration=args.duration,
                                rate_scale=args.rate_scale, processes=args.processes,
                                arrivals_csv=args.arrivals, seed=args.seed, faults=faults,
+                               allow_unsafe_durability=args.allow_unsafe_durability,
                                **extra)
     except KeyboardInterrupt:
         print(f"groupbuy loadtest: interrupted; every process it started is stopped; results "
