@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=12, help="load seconds per run")
     p.add_argument("--rate-scale", type=float, default=2.0, help="flash sale rate multiplier")
     p.add_argument("--keep", action="store_true", help="keep the run folders")
+    p.add_argument("--out", metavar="DIR", default=None, help="where the table goes (default "
+                   "results/benchmarks)")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.settings.split(",") if n.strip()]
     unknown = [n for n in names if n not in BY_NAME]
@@ -171,9 +173,10 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     text = table(rows)
     print("\n" + text)
+    extra = {"out_dir": Path(args.out)} if args.out else {}
     write_results("durability", text + f"\n\nmachine: {platform.platform()}; "
                   f"{args.kills} kill(s) per run, {args.seconds:g} s of flash-sale load at "
-                  f"{args.rate_scale:g}x\n", {"rows": rows, "args": vars(args)})
+                  f"{args.rate_scale:g}x\n", {"rows": rows, "args": vars(args)}, **extra)
     return 0
 
 
