@@ -1,6 +1,6 @@
 -- Lua scripts of the Redis store (reference_server/stores/redis_store.py): one script per state
 -- change, so each change is atomic. Every script but `load` starts with the prelude.
--- ARGV: 1 key prefix, 2 sale generation the caller priced with ('*' = current), 3 now,
+-- ARGV: 1 key prefix, 2 sale id the caller priced with ('*' = current), 3 now,
 -- 4 group tier sizes ("2,3"), 5 group failure policy, 6.. the script's own arguments.
 -- Keys: <prefix>:sale (hash, holds `gen`) and <prefix>:<gen>:... for everything of that sale,
 -- so loading a sale switches to fresh keys atomically. Not for Redis Cluster (keys are built
@@ -10,9 +10,10 @@
 -- @prelude
 local P, GEN, NOW = ARGV[1], ARGV[2], ARGV[3]
 local TIERS, POLICY = ARGV[4], ARGV[5]
-local cur = redis.call('HGET', P .. ':sale', 'gen')
+local sale_now = redis.call('HMGET', P .. ':sale', 'gen', 'sale_id')
+local cur = sale_now[1]
 if not cur then return {'err', 'no_sale', 'no sale is loaded (POST /v1/admin/sale)'} end
-if GEN ~= '*' and cur ~= GEN then return {'stale'} end
+if GEN ~= '*' and (sale_now[2] or '') ~= GEN then return {'stale'} end
 local K = P .. ':' .. cur .. ':'
 local function arg(i) return ARGV[5 + i] end
 

@@ -1,17 +1,25 @@
-"""The one store interface. The HTTP layer validates, authenticates and maps errors; a store makes
-every state change atomic and raises `ApiError` for refusals, `StoreUnavailable` for backend
-trouble."""
+"""The one store interface: storage only. Rule checks and pricing run once above it
+(`domain.prepare_reserve`); a store makes every state change atomic, returns typed rows
+(`domain.OrderRow`, `GroupRow`, `ClaimRow`), raises `ApiError` for refusals only it can decide
+(stock, limits, seats, pools, order state) and `StoreUnavailable` for backend trouble."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from reference_server.domain import Sale
+from reference_server.domain import ClaimRow, GroupRow, OrderRow, PricedReserve, Sale
 
 IDEMPOTENCY_STALE_SECONDS = 30.0
 """An in-flight idempotency marker older than this belongs to a crashed worker and is taken over."""
+
+ExportKind = Literal["orders", "groups", "claims"]
+ExportRow = OrderRow | GroupRow | ClaimRow
+
+
+class StaleSale(Exception):
+    """A priced request names a sale that is no longer loaded: price it again."""
 
 
 @dataclass(frozen=True)
@@ -31,16 +39,6 @@ class IdemBegin:
     state: Literal["new", "replay", "mismatch", "in_flight"]
     status: int = 0
     body: str = ""
-
-
-@dataclass(frozen=True)
-class ReserveRequest:
-    user_id: str
-    sku_id: str
-    quantity: int
-    idempotency_key: str
-    coupon_id: str | None = None
-    group_id: str | None = None
 
 
 class Store(ABC):
@@ -77,28 +75,30 @@ class Store(ABC):
         """Per-SKU counters: initial, available, reserved, sold, released, refunded."""
 
     @abstractmethod
-    async def reserve(self, req: ReserveRequest, now: float) -> dict[str, Any]:
-        """Reserve stock for an order (joining `req.group_id` if given) → the order row."""
+    async def reserve(self, priced: PricedReserve, now: float) -> OrderRow:
+        """Reserve stock for a priced order (joining `priced.req.group_id` if given); the order
+        already made under the same (user, key) if there is one. `StaleSale` when another sale
+        was loaded since it was priced."""
 
     @abstractmethod
-    async def open_group(self, req: ReserveRequest, now: float) -> tuple[dict, dict]:
-        """Open a group led by `req.user_id` with the leader's order → (group row, order row)."""
+    async def open_group(self, priced: PricedReserve, now: float) -> tuple[GroupRow, OrderRow]:
+        """Open `priced.new_group` with the leader's order in one step."""
 
     @abstractmethod
-    async def pay(self, order_id: str, user_id: str | None, now: float) -> dict[str, Any]: ...
+    async def pay(self, order_id: str, user_id: str | None, now: float) -> OrderRow: ...
 
     @abstractmethod
-    async def cancel(self, order_id: str, user_id: str | None, now: float) -> dict[str, Any]: ...
+    async def cancel(self, order_id: str, user_id: str | None, now: float) -> OrderRow: ...
 
     @abstractmethod
-    async def order(self, order_id: str) -> dict[str, Any] | None: ...
+    async def order(self, order_id: str) -> OrderRow | None: ...
 
     @abstractmethod
-    async def group(self, group_id: str) -> tuple[dict[str, Any], list[str]] | None: ...
+    async def group(self, group_id: str) -> GroupRow | None: ...
 
     @abstractmethod
     async def claim_coupon(self, coupon_id: str, user_id: str, key: str,
-                           now: float) -> dict[str, Any]: ...
+                           now: float) -> ClaimRow: ...
 
     @abstractmethod
     async def expire_due(self, now: float) -> tuple[int, int]:
@@ -106,14 +106,13 @@ class Store(ABC):
         Returns (expired orders, closed groups) done by this call."""
 
     @abstractmethod
-    async def ledger_counts(self) -> dict[str, Any]:
+    async def ledger_counts(self) -> dict[str, dict[str, dict[str, int] | int]]:
         """{"coupons": {...}, "groups": {...}, "orders": {...}} for the ledger."""
 
     @abstractmethod
-    async def export(self, kind: Literal["orders", "groups", "claims"], after: int,
-                     limit: int) -> tuple[list[dict[str, Any]], int | None]:
-        """Rows in creation order after the cursor, and the next cursor (None at the end).
-        Group rows carry "order_ids"."""
+    async def export(self, kind: ExportKind, after: int,
+                     limit: int) -> tuple[list[ExportRow], int | None]:
+        """Rows in creation order after the cursor, and the next cursor (None at the end)."""
 
     @abstractmethod
     async def idem_begin(self, user_id: str, key: str, fingerprint: str,

@@ -14,19 +14,29 @@ import functools
 import inspect
 import re
 from importlib import resources
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
 
-from reference_server.domain import Sale, new_id, quote, sale_from_record
+from reference_server.domain import (
+    ClaimRow,
+    GroupRow,
+    OrderRow,
+    PricedReserve,
+    Sale,
+    new_id,
+    sale_from_record,
+)
 from reference_server.errors import ApiError, StoreUnavailable
 from reference_server.stores.base import (
     IDEMPOTENCY_STALE_SECONDS,
+    ExportKind,
+    ExportRow,
     IdemBegin,
-    ReserveRequest,
     SaleRecord,
+    StaleSale,
     Store,
 )
 
@@ -60,10 +70,6 @@ def _scripts() -> tuple[dict[str, str], str]:
         else:
             bodies[name] = body
     return {name: prelude + body for name, body in bodies.items()}, load
-
-
-class _Stale(Exception):
-    """The sale was reloaded while the call was being priced."""
 
 
 def _num(value: float) -> str:
@@ -122,26 +128,27 @@ class RedisStore(Store):
             raise ApiError("no_sale", "no sale is loaded (POST /v1/admin/sale)")
         return sale, gen
 
-    async def _eval(self, name: str, gen: str, now: float, sale: Sale | None,
+    async def _eval(self, name: str, sale_id: str, now: float, sale: Sale | None,
                     *args: Any) -> list[str]:
+        """Run a script; `sale_id` is the sale the arguments were priced under ('*': any)."""
         groups = sale.rules.groups if sale is not None else None
         tiers = ",".join(str(t.size) for t in groups.tiers) if groups else ""
         policy = groups.failure_policy if groups else ""
-        argv = [self.prefix, gen, _num(now), tiers, policy, *[str(a) for a in args]]
+        argv = [self.prefix, sale_id, _num(now), tiers, policy, *[str(a) for a in args]]
         out = await self._scripts[name](keys=[], args=argv)
         if out[0] == "stale":
-            raise _Stale()
+            raise StaleSale()
         if out[0] == "err":
             raise ApiError(out[1], out[2])
         return list(out[1:])
 
     async def _priced(self, name: str, now: float, build: Any) -> list[str]:
-        """Call a script with arguments priced from the current sale, again if it changed."""
+        """Call a script with arguments taken from the current sale, again if it changed."""
         for _ in range(STALE_RETRIES):
-            sale, gen = await self._need_sale()
+            sale, _ = await self._need_sale()
             try:
-                return await self._eval(name, gen, now, sale, *build(sale))
-            except _Stale:
+                return await self._eval(name, sale.sale_id, now, sale, *build(sale))
+            except StaleSale:
                 continue
         raise StoreUnavailable("the sale kept changing while pricing an order")
 
@@ -209,75 +216,61 @@ class RedisStore(Store):
                 if row}
 
     # -- state changes ----------------------------------------------------------------------
-    def _reserve_args(self, sale: Sale, req: ReserveRequest, now: float, order_id: str,
-                      open_group: str) -> list[Any]:
-        sku = sale.sku(req.sku_id)
-        coupon = sale.coupon(req.coupon_id) if req.coupon_id else None
-        if req.quantity > sale.rules.per_user_limit:
-            raise ApiError("invalid", f"quantity: at most {sale.rules.per_user_limit} per user")
-        in_group = bool(open_group or req.group_id)
-        qt = quote(sale, sku, req.quantity, coupon, now, in_group=in_group)
-        prices = ",".join(f"{k}:{v}" for k, v in qt.by_outcome.items())
-        groups = sale.rules.groups
-        return [req.user_id, sku.id, req.quantity, req.idempotency_key, order_id,
-                req.group_id or "", req.coupon_id or "", sale.rules.per_user_limit,
-                _num(now + sale.payment_timeout), qt.amount, qt.list_amount, prices, open_group,
-                _num(now + sale.group_window), groups.top_size if groups else 0,
-                groups.min_size if groups else 0]
+    @staticmethod
+    def _reserve_args(p: PricedReserve) -> list[Any]:
+        req, g = p.req, p.new_group
+        prices = ",".join(f"{k}:{v}" for k, v in p.prices.items())
+        return [req.user_id, req.sku_id, req.quantity, req.idempotency_key, p.order_id,
+                req.group_id or "", req.coupon_id or "", p.per_user_limit, _num(p.expires_at),
+                p.amount, p.list_amount, prices, g.group_id if g else "",
+                _num(g.deadline) if g else "", g.top_size if g else 0, g.min_size if g else 0]
 
-    async def reserve(self, req: ReserveRequest, now: float) -> dict[str, Any]:
-        oid = new_id("o")
-        out = await self._priced("reserve", now,
-                                 lambda sale: self._reserve_args(sale, req, now, oid, ""))
+    async def reserve(self, priced: PricedReserve, now: float) -> OrderRow:
+        out = await self._eval("reserve", priced.sale_id, now, None,
+                               *self._reserve_args(priced))
         return _order_row(out)
 
-    async def open_group(self, req: ReserveRequest, now: float) -> tuple[dict, dict]:
-        oid, gid = new_id("o"), new_id("g")
+    async def open_group(self, priced: PricedReserve, now: float) -> tuple[GroupRow, OrderRow]:
+        order = await self.reserve(priced, now)
+        assert order.group_id is not None
+        group = await self.group(order.group_id)
+        assert group is not None
+        return group, order
 
-        def build(sale: Sale) -> list[Any]:
-            if sale.rules.groups is None:
-                raise ApiError("invalid", "this sale has no group buying")
-            return self._reserve_args(sale, req, now, oid, gid)
-        order = _order_row(await self._priced("reserve", now, build))
-        found = await self.group(order["group_id"])
-        assert found is not None
-        return found[0], order
-
-    async def pay(self, order_id: str, user_id: str | None, now: float) -> dict[str, Any]:
+    async def pay(self, order_id: str, user_id: str | None, now: float) -> OrderRow:
         def build(sale: Sale) -> list[Any]:
             gift = sale.rules.first_orders_gift
             return [order_id, user_id or "", gift.count if gift else 0]
         return _order_row(await self._priced("pay", now, build))
 
-    async def cancel(self, order_id: str, user_id: str | None, now: float) -> dict[str, Any]:
+    async def cancel(self, order_id: str, user_id: str | None, now: float) -> OrderRow:
         return _order_row(await self._current("cancel", now, order_id, user_id or ""))
 
     async def claim_coupon(self, coupon_id: str, user_id: str, key: str,
-                           now: float) -> dict[str, Any]:
+                           now: float) -> ClaimRow:
         out = await self._current("claim", now, coupon_id, user_id, key, new_id("c"))
         _, gen = await self._need_sale()
-        row = await self.r.hgetall(self._k(gen, f"claim:{out[0]}"))
-        return _claim_row(row)
+        return ClaimRow.from_fields(await self.r.hgetall(self._k(gen, f"claim:{out[0]}")))
 
     async def expire_due(self, now: float) -> tuple[int, int]:
         sale, gen = await self._sale_gen()
         if sale is None or gen is None:
             return 0, 0
         try:
-            out = await self._eval("expire", gen, now, sale, EXPIRY_BATCH)
-        except _Stale:
+            out = await self._eval("expire", sale.sale_id, now, sale, EXPIRY_BATCH)
+        except StaleSale:
             return 0, 0
         return int(out[0]), int(out[1])
 
     # -- reads ------------------------------------------------------------------------------
-    async def order(self, order_id: str) -> dict[str, Any] | None:
+    async def order(self, order_id: str) -> OrderRow | None:
         _, gen = await self._sale_gen()
         if gen is None:
             return None
         row = await self.r.hgetall(self._k(gen, f"order:{order_id}"))
-        return row or None
+        return OrderRow.from_fields(row) if row else None
 
-    async def group(self, group_id: str) -> tuple[dict[str, Any], list[str]] | None:
+    async def group(self, group_id: str) -> GroupRow | None:
         _, gen = await self._sale_gen()
         if gen is None:
             return None
@@ -285,7 +278,7 @@ class RedisStore(Store):
             pipe.hgetall(self._k(gen, f"group:{group_id}"))
             pipe.lrange(self._k(gen, f"gorders:{group_id}"), 0, -1)
             row, ids = await pipe.execute()
-        return (row, list(ids)) if row else None
+        return GroupRow.from_fields(row, list(ids)) if row else None
 
     async def ledger_counts(self) -> dict[str, Any]:
         sale, gen = await self._need_sale()
@@ -304,8 +297,8 @@ class RedisStore(Store):
                        for s in ("reserved", "paid", "cancelled", "expired", "refunded")},
         }
 
-    async def export(self, kind: Literal["orders", "groups", "claims"], after: int,
-                     limit: int) -> tuple[list[dict[str, Any]], int | None]:
+    async def export(self, kind: ExportKind, after: int,
+                     limit: int) -> tuple[list[ExportRow], int | None]:
         _, gen = await self._sale_gen()
         if gen is None:
             return [], None
@@ -320,13 +313,15 @@ class RedisStore(Store):
                 if kind == "groups":
                     pipe.lrange(self._k(gen, f"gorders:{i}"), 0, -1)
             res = await pipe.execute()
+        rows: list[ExportRow]
         if kind == "groups":
-            rows = [dict(res[j], order_ids=list(res[j + 1])) for j in range(0, len(res), 2)]
+            rows = [GroupRow.from_fields(res[j], res[j + 1]) for j in range(0, len(res), 2)]
+            last = res[-2] if res else {}
         elif kind == "claims":
-            rows = [_claim_row(r) | {"seq": r["seq"]} for r in res]
+            rows, last = [ClaimRow.from_fields(r) for r in res], res[-1] if res else {}
         else:
-            rows = list(res)
-        return rows, (int(rows[-1]["seq"]) if more else None)
+            rows, last = [OrderRow.from_fields(r) for r in res], res[-1] if res else {}
+        return rows, (int(last["seq"]) if more else None)
 
     # -- idempotency ------------------------------------------------------------------------
     async def idem_begin(self, user_id: str, key: str, fingerprint: str,
@@ -344,16 +339,9 @@ class RedisStore(Store):
         await self._current("idem_abort", 0.0, user_id, key)
 
 
-def _order_row(reply: list[str]) -> dict[str, Any]:
+def _order_row(reply: list[str]) -> OrderRow:
     """The order hash an order script returned after its id."""
-    return dict(zip(reply[1::2], reply[2::2], strict=True))
-
-
-def _claim_row(row: dict[str, str]) -> dict[str, Any]:
-    return {"claim_id": row["claim_id"], "coupon_id": row["coupon_id"],
-            "user_id": row["user_id"], "claimed_at": float(row["claimed_at"]),
-            "order_id": row.get("order_id") or None,
-            "idempotency_key": row.get("idempotency_key")}
+    return OrderRow.from_fields(dict(zip(reply[1::2], reply[2::2], strict=True)))
 
 
 def _backend_errors_as_unavailable(cls: type) -> type:

@@ -11,22 +11,27 @@ from __future__ import annotations
 import json
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from reference_server.domain import (
+    ClaimRow,
+    GroupRow,
+    OrderRow,
+    PricedReserve,
     Sale,
     gift_for,
     movement,
     new_id,
-    quote,
     sale_from_record,
 )
 from reference_server.errors import ApiError
 from reference_server.stores.base import (
     IDEMPOTENCY_STALE_SECONDS,
+    ExportKind,
+    ExportRow,
     IdemBegin,
-    ReserveRequest,
     SaleRecord,
+    StaleSale,
     Store,
 )
 
@@ -149,22 +154,31 @@ class SqlStore(Store):
     async def skus(self) -> dict[str, dict[str, int]]:
         return await self._query(_skus)
 
+    # -- the one step a deliberately wrong store may change ----------------------------------
+    def _take_stock(self, tx: Tx, sku_id: str, quantity: int) -> bool:
+        """Move `quantity` units of `sku_id` from available to reserved, or change nothing and
+        return False when fewer are available. Runs inside the reservation's transaction."""
+        return tx.run("UPDATE skus SET available = available - ?, reserved = reserved + ? "
+                      "WHERE sku_id = ? AND available >= ?", quantity, quantity, sku_id,
+                      quantity) > 0
+
     # -- state changes --------------------------------------------------------------------
-    async def reserve(self, req: ReserveRequest, now: float) -> dict[str, Any]:
-        return await self._call(_reserve, req, now, None)
+    async def reserve(self, priced: PricedReserve, now: float) -> OrderRow:
+        return OrderRow.from_fields(await self._call(_reserve, priced, now, self._take_stock))
 
-    async def open_group(self, req: ReserveRequest, now: float) -> tuple[dict, dict]:
-        return await self._call(_open_group, req, now)
+    async def open_group(self, priced: PricedReserve, now: float) -> tuple[GroupRow, OrderRow]:
+        g, ids, order = await self._call(_open_group, priced, now, self._take_stock)
+        return GroupRow.from_fields(g, ids), OrderRow.from_fields(order)
 
-    async def pay(self, order_id: str, user_id: str | None, now: float) -> dict[str, Any]:
-        return await self._call(_pay, order_id, user_id, now)
+    async def pay(self, order_id: str, user_id: str | None, now: float) -> OrderRow:
+        return OrderRow.from_fields(await self._call(_pay, order_id, user_id, now))
 
-    async def cancel(self, order_id: str, user_id: str | None, now: float) -> dict[str, Any]:
-        return await self._call(_cancel, order_id, user_id, now)
+    async def cancel(self, order_id: str, user_id: str | None, now: float) -> OrderRow:
+        return OrderRow.from_fields(await self._call(_cancel, order_id, user_id, now))
 
     async def claim_coupon(self, coupon_id: str, user_id: str, key: str,
-                           now: float) -> dict[str, Any]:
-        return await self._call(_claim, coupon_id, user_id, key, now)
+                           now: float) -> ClaimRow:
+        return ClaimRow.from_fields(await self._call(_claim, coupon_id, user_id, key, now))
 
     async def expire_due(self, now: float) -> tuple[int, int]:
         orders, groups = await self._query(_due, now)
@@ -176,18 +190,28 @@ class SqlStore(Store):
         return expired, closed
 
     # -- reads ----------------------------------------------------------------------------
-    async def order(self, order_id: str) -> dict[str, Any] | None:
-        return await self._query(_order, order_id)
+    async def order(self, order_id: str) -> OrderRow | None:
+        row = await self._query(_order, order_id)
+        return None if row is None else OrderRow.from_fields(row)
 
-    async def group(self, group_id: str) -> tuple[dict[str, Any], list[str]] | None:
-        return await self._query(_group, group_id)
+    async def group(self, group_id: str) -> GroupRow | None:
+        found = await self._query(_group, group_id)
+        return None if found is None else GroupRow.from_fields(*found)
 
     async def ledger_counts(self) -> dict[str, Any]:
         return await self._query(_ledger_counts)
 
-    async def export(self, kind: Literal["orders", "groups", "claims"], after: int,
-                     limit: int) -> tuple[list[dict[str, Any]], int | None]:
-        return await self._query(_export, kind, after, limit)
+    async def export(self, kind: ExportKind, after: int,
+                     limit: int) -> tuple[list[ExportRow], int | None]:
+        rows, nxt = await self._query(_export, kind, after, limit)
+        typed: list[ExportRow]
+        if kind == "orders":
+            typed = [OrderRow.from_fields(r) for r in rows]
+        elif kind == "groups":
+            typed = [GroupRow.from_fields(r, r["order_ids"]) for r in rows]
+        else:
+            typed = [ClaimRow.from_fields(r) for r in rows]
+        return typed, nxt
 
     # -- idempotency ----------------------------------------------------------------------
     async def idem_begin(self, user_id: str, key: str, fingerprint: str,
@@ -269,91 +293,91 @@ def _skus(tx: Tx) -> dict[str, dict[str, int]]:
                                                    "released", "refunded")} for r in rows}
 
 
-def _reserve(tx: Tx, req: ReserveRequest, now: float,
-             unsafe_available: int | None) -> dict[str, Any]:
-    """Reserve stock for a new order. `unsafe_available` is only for the unsafe store: a stock
-    figure read earlier, written back without a guard."""
-    prior = tx.one("SELECT * FROM orders WHERE user_id = ? AND idempotency_key = ?",
-                   req.user_id, req.idempotency_key)
-    if prior is not None:  # the first attempt committed but its response was lost (crash)
+TakeStock = Callable[[Tx, str, int], bool]
+
+
+def _check_sale(tx: Tx, sale_id: str) -> None:
+    """Refuse a request priced under a sale that is no longer the loaded one."""
+    row = tx.one("SELECT sale_id FROM sale WHERE id = 1")
+    if row is None:
+        raise ApiError("no_sale", "no sale is loaded (POST /v1/admin/sale)")
+    if row["sale_id"] != sale_id:
+        raise StaleSale()
+
+
+def _prior_order(tx: Tx, p: PricedReserve) -> dict[str, Any] | None:
+    """The order an earlier attempt under the same (user, key) committed (its response may have
+    been lost in a crash)."""
+    return tx.one("SELECT * FROM orders WHERE user_id = ? AND idempotency_key = ?",
+                  p.req.user_id, p.req.idempotency_key)
+
+
+def _reserve(tx: Tx, p: PricedReserve, now: float, take_stock: TakeStock) -> dict[str, Any]:
+    """Reserve stock for a priced order: the guarded steps only a store can decide."""
+    prior = _prior_order(tx, p)
+    if prior is not None:
         return prior
-    sale = _sale(tx)
-    sku = sale.sku(req.sku_id)
-    coupon = sale.coupon(req.coupon_id) if req.coupon_id else None
-    q = req.quantity
-    if q > sale.rules.per_user_limit:
-        raise ApiError("invalid", f"quantity: at most {sale.rules.per_user_limit} per user")
-    if req.group_id is not None:
-        g = tx.one("SELECT * FROM groups WHERE group_id = ?" + tx.lock, req.group_id)
+    _check_sale(tx, p.sale_id)
+    return _reserve_new(tx, p, now, take_stock)
+
+
+def _reserve_new(tx: Tx, p: PricedReserve, now: float, take_stock: TakeStock) -> dict[str, Any]:
+    req, q, group_id = p.req, p.req.quantity, p.group_id
+    if group_id is not None:
+        g = tx.one("SELECT * FROM groups WHERE group_id = ?" + tx.lock, group_id)
         if g is None:
-            raise ApiError("not_found", f"no group {req.group_id!r}")
+            raise ApiError("not_found", f"no group {group_id!r}")
         if g["sku_id"] != req.sku_id:
-            raise ApiError("invalid", f"sku_id: group {req.group_id} buys {g['sku_id']}")
+            raise ApiError("invalid", f"sku_id: group {group_id} buys {g['sku_id']}")
         if g["status"] != "open" or float(g["deadline"]) <= now:
-            raise ApiError("group_closed", f"group {req.group_id} is {g['status']} or past "
+            raise ApiError("group_closed", f"group {group_id} is {g['status']} or past "
                            "its deadline")
         if int(g["members"]) >= int(g["top_size"]):
-            raise ApiError("group_full", f"group {req.group_id} has {g['top_size']} members")
-    if unsafe_available is None:
-        taken = tx.run("UPDATE skus SET available = available - ?, reserved = reserved + ? "
-                       "WHERE sku_id = ? AND available >= ?", q, q, sku.id, q)
-    elif unsafe_available >= q:  # deliberately wrong: a stale read written back, no guard
-        taken = tx.run("UPDATE skus SET available = ?, reserved = reserved + ? WHERE sku_id = ?",
-                       unsafe_available - q, q, sku.id)
-    else:
-        taken = 0
-    if not taken:
-        raise ApiError("sold_out", f"{sku.id}: not enough stock for {q}")
+            raise ApiError("group_full", f"group {group_id} has {g['top_size']} members")
+    if not take_stock(tx, req.sku_id, q):
+        raise ApiError("sold_out", f"{req.sku_id}: not enough stock for {q}")
     within = tx.one(
         "INSERT INTO user_units (user_id, sku_id, units) VALUES (?, ?, ?) "
         "ON CONFLICT (user_id, sku_id) DO UPDATE SET units = user_units.units + excluded.units "
         "WHERE user_units.units + excluded.units <= ? RETURNING units",
-        req.user_id, sku.id, q, sale.rules.per_user_limit)
+        req.user_id, req.sku_id, q, p.per_user_limit)
     if within is None:
-        raise ApiError("limit_reached", f"{sku.id}: at most {sale.rules.per_user_limit} "
+        raise ApiError("limit_reached", f"{req.sku_id}: at most {p.per_user_limit} "
                        "unit(s) per user, reserved and paid together")
-    order_id = new_id("o")
-    if coupon is not None:
+    if req.coupon_id is not None:
         claim = tx.one("SELECT claim_id FROM claims WHERE user_id = ? AND coupon_id = ? "
                        "AND order_id IS NULL ORDER BY seq LIMIT 1" + tx.lock,
-                       req.user_id, coupon.id)
+                       req.user_id, req.coupon_id)
         if claim is None or not tx.run("UPDATE claims SET order_id = ? WHERE claim_id = ? "
-                                       "AND order_id IS NULL", order_id, claim["claim_id"]):
-            raise ApiError("coupon_unavailable", f"no unused {coupon.id} coupon claimed by "
+                                       "AND order_id IS NULL", p.order_id, claim["claim_id"]):
+            raise ApiError("coupon_unavailable", f"no unused {req.coupon_id} coupon claimed by "
                            f"{req.user_id}")
-    if req.group_id is not None:
-        tx.run("UPDATE groups SET members = members + 1 WHERE group_id = ?", req.group_id)
-    qt = quote(sale, sku, q, coupon, now, in_group=req.group_id is not None)
+    if group_id is not None:
+        tx.run("UPDATE groups SET members = members + 1 WHERE group_id = ?", group_id)
     seq = tx.next_seq()  # after the SKU's guarded update: its lock orders the movements
     tx.run("INSERT INTO orders (order_id, user_id, sku_id, quantity, status, group_id, "
            "coupon_id, idempotency_key, amount, list_amount, prices, created_at, expires_at, "
            "movements) VALUES (?, ?, ?, ?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-           order_id, req.user_id, sku.id, q, req.group_id, req.coupon_id, req.idempotency_key,
-           qt.amount, qt.list_amount, json.dumps(qt.by_outcome), now,
-           now + sale.payment_timeout, json.dumps([movement("reserve", q, now, seq)]))
-    return _existing_order(tx, order_id)
+           p.order_id, req.user_id, req.sku_id, q, group_id, req.coupon_id,
+           req.idempotency_key, p.amount, p.list_amount, json.dumps(p.prices), now,
+           p.expires_at, json.dumps([movement("reserve", q, now, seq)]))
+    return _existing_order(tx, p.order_id)
 
 
-def _open_group(tx: Tx, req: ReserveRequest, now: float) -> tuple[dict, dict]:
-    prior = tx.one("SELECT * FROM orders WHERE user_id = ? AND idempotency_key = ?",
-                   req.user_id, req.idempotency_key)
-    if prior is None:
-        sale = _sale(tx)
-        groups = sale.rules.groups
-        if groups is None:
-            raise ApiError("invalid", "this sale has no group buying")
-        sale.sku(req.sku_id)
-        group_id = new_id("g")
+def _open_group(tx: Tx, p: PricedReserve, now: float,
+                take_stock: TakeStock) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
+    order = _prior_order(tx, p)
+    if order is None:
+        _check_sale(tx, p.sale_id)
+        g = p.new_group
+        assert g is not None
         tx.run("INSERT INTO groups (group_id, sku_id, leader_id, status, deadline, members, "
                "paid_members, top_size, min_size) VALUES (?, ?, ?, 'open', ?, 0, 0, ?, ?)",
-               group_id, req.sku_id, req.user_id, now + sale.group_window, groups.top_size,
-               groups.min_size)
-        prior = _reserve(tx, ReserveRequest(req.user_id, req.sku_id, req.quantity,
-                                            req.idempotency_key, req.coupon_id, group_id),
-                         now, None)
-    g = tx.one("SELECT * FROM groups WHERE group_id = ?", prior["group_id"])
-    assert g is not None
-    return g, prior
+               g.group_id, p.req.sku_id, p.req.user_id, g.deadline, g.top_size, g.min_size)
+        order = _reserve_new(tx, p, now, take_stock)
+    found = _group(tx, order["group_id"])
+    assert found is not None
+    return found[0], found[1], order
 
 
 def _owned_order(tx: Tx, order_id: str, user_id: str | None) -> dict[str, Any]:
@@ -526,7 +550,7 @@ def _claim(tx: Tx, coupon_id: str, user_id: str, key: str, now: float) -> dict[s
     prior = tx.one("SELECT * FROM claims WHERE user_id = ? AND idempotency_key = ?",
                    user_id, key)
     if prior is not None:
-        return _claim_view(prior)
+        return prior
     coupon = _sale(tx).coupon(coupon_id)
     if not tx.run("UPDATE coupons SET issued = issued + 1 WHERE coupon_id = ? AND issued < pool",
                   coupon.id):
@@ -542,12 +566,6 @@ def _claim(tx: Tx, coupon_id: str, user_id: str, key: str, now: float) -> dict[s
            "VALUES (?, ?, ?, ?, ?)", claim_id, coupon.id, user_id, key, now)
     return {"claim_id": claim_id, "coupon_id": coupon.id, "user_id": user_id, "claimed_at": now,
             "order_id": None, "idempotency_key": key}
-
-
-def _claim_view(row: dict[str, Any]) -> dict[str, Any]:
-    return {"claim_id": row["claim_id"], "coupon_id": row["coupon_id"],
-            "user_id": row["user_id"], "claimed_at": float(row["claimed_at"]),
-            "order_id": row.get("order_id"), "idempotency_key": row["idempotency_key"]}
 
 
 def _order(tx: Tx, order_id: str) -> dict[str, Any] | None:
@@ -587,8 +605,6 @@ def _export(tx: Tx, kind: str, after: int, limit: int) -> tuple[list[dict], int 
             ids = tx.all("SELECT order_id FROM orders WHERE group_id = ? ORDER BY seq",
                          r["group_id"])
             r["order_ids"] = [i["order_id"] for i in ids]
-    elif kind == "claims":
-        rows = [_claim_view(r) | {"seq": r["seq"]} for r in rows]
     return rows, (int(rows[-1]["seq"]) if more else None)
 
 

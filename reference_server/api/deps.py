@@ -1,0 +1,197 @@
+"""Every cross-cutting request concern as a named type a route takes as a parameter: the store,
+the clock, the caller (user, user-or-admin, admin), the JSON body, the export page and the
+idempotency guard."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Query, Request
+from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from reference_server.auth import is_admin, user_from_token
+from reference_server.domain import canonical_json
+from reference_server.errors import ApiError
+from reference_server.stores.base import Store
+
+MAX_BODY_BYTES = 1_000_000
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
+DIGITS = re.compile(r"[0-9]{1,18}")
+Clock = Callable[[], float]
+
+
+def get_store(request: Request) -> Store:
+    return request.app.state.store
+
+
+def get_clock(request: Request) -> Clock:
+    return request.app.state.clock
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+ClockDep = Annotated[Clock, Depends(get_clock)]
+
+# -- identity ---------------------------------------------------------------------------------
+
+_bearer = HTTPBearer(auto_error=False, description="an admin token or a user token "
+                     "(`POST /v1/admin/user-tokens`)")
+
+
+def bearer_token(creds: Annotated[HTTPAuthorizationCredentials | None,
+                                  Depends(_bearer)]) -> str:
+    if creds is None or not creds.credentials.strip():
+        raise ApiError("unauthorized", "send Authorization: Bearer <token>")
+    return creds.credentials.strip()
+
+
+Token = Annotated[str, Depends(bearer_token)]
+
+
+def caller(request: Request, token: Token) -> str | None:
+    """The user id of a user token; None for the admin token."""
+    user = user_from_token(request.app.state.secret, token)
+    if user is not None:
+        return user
+    if is_admin(request.app.state.admin_token, token):
+        return None
+    raise ApiError("unauthorized", "bad user token")
+
+
+Caller = Annotated[str | None, Depends(caller)]
+
+
+def current_user(user: Caller) -> str:
+    if user is None:
+        raise ApiError("forbidden", "this endpoint needs a user token, not the admin token")
+    return user
+
+
+CurrentUser = Annotated[str, Depends(current_user)]
+
+
+def require_admin(request: Request, token: Token) -> None:
+    if is_admin(request.app.state.admin_token, token):
+        return
+    if user_from_token(request.app.state.secret, token) is not None:
+        raise ApiError("forbidden", "admin only")
+    raise ApiError("unauthorized", "bad admin token")
+
+
+AdminDep = Depends(require_admin)
+"""For a router's `dependencies=[AdminDep]`: every route of it is admin-only."""
+
+# -- bodies and queries -----------------------------------------------------------------------
+
+
+async def _read_json(request: Request, required: bool) -> Any:
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise ApiError("too_large", f"body over {MAX_BODY_BYTES} bytes")
+    if not body.strip() and not required:
+        return {}
+    if not body:
+        raise ApiError("invalid", "a JSON body is required")
+    try:
+        return json.loads(body, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        raise ApiError("invalid", "the body is not valid JSON") from None
+
+
+async def json_body(request: Request) -> Any:
+    """The request's JSON body (required)."""
+    return await _read_json(request, required=True)
+
+
+async def optional_json_body(request: Request) -> Any:
+    """The request's JSON body; an empty (or blank) body reads as {}."""
+    return await _read_json(request, required=False)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # Python's json would accept NaN and Infinity
+
+
+JsonBody = Annotated[Any, Depends(json_body)]
+OptionalJsonBody = Annotated[Any, Depends(optional_json_body)]
+
+
+def page(after: Annotated[str | None, Query(description="`next` of the previous page")] = None,
+         limit: Annotated[str | None, Query(description="rows per page, 1-1000 (500)")] = None,
+         ) -> tuple[int, int]:
+    after_s, limit_s = after or "0", limit or "500"
+    if not DIGITS.fullmatch(after_s):
+        raise ApiError("invalid", "after: a cursor from a previous page")
+    if not DIGITS.fullmatch(limit_s) or not 1 <= int(limit_s) <= 1000:
+        raise ApiError("invalid", "limit: an integer from 1 to 1000")
+    return int(after_s), int(limit_s)
+
+
+Page = Annotated[tuple[int, int], Depends(page)]
+
+# -- idempotency ------------------------------------------------------------------------------
+
+
+class IdempotencyGuard:
+    """Runs a creating request at most once per (user, `Idempotency-Key`) and replays its first
+    response (CONTRACT.md, "Idempotency")."""
+
+    def __init__(self, store: Store, clock: Clock, user: str, key: str, method: str,
+                 path: str) -> None:
+        self.store, self.clock, self.user, self.key = store, clock, user, key
+        self._what = f"{method} {path}"
+
+    def fingerprint(self, data: Any) -> str:
+        return hashlib.sha256(f"{self._what} {canonical_json(data)}".encode()).hexdigest()
+
+    async def run(self, data: Any, act: Callable[[], Awaitable[Any]]) -> Response:
+        """`act()` → 201 with its JSON; refusals are recorded and replayed like successes."""
+        store, user, key = self.store, self.user, self.key
+        begun = await store.idem_begin(user, key, self.fingerprint(data), self.clock())
+        if begun.state == "replay":
+            return Response(begun.body, status_code=begun.status,
+                            media_type="application/json")
+        if begun.state == "mismatch":
+            raise ApiError("idempotency_key_reused", "this Idempotency-Key was used for a "
+                           "different request")
+        if begun.state == "in_flight":
+            raise ApiError("in_flight", "a request with this Idempotency-Key is in progress")
+        try:
+            payload = await act()
+            status = 201
+        except ApiError as exc:
+            if exc.code == "invalid":  # invalid requests are not recorded (CONTRACT.md)
+                with contextlib.suppress(Exception):
+                    await store.idem_abort(user, key)
+                raise
+            if exc.code == "in_flight":  # the store saw the key's first request still running
+                raise
+            payload, status = exc.body(), exc.status
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await store.idem_abort(user, key)
+            raise
+        body = json.dumps(payload)
+        await store.idem_finish(user, key, status, body)
+        return Response(body, status_code=status, media_type="application/json")
+
+
+def idempotency_key(key: Annotated[str | None, Header(
+        alias="Idempotency-Key", description="1-128 printable ASCII characters, unique per "
+        "user and request")] = None) -> str:
+    if key is None or not IDEMPOTENCY_KEY.fullmatch(key):
+        raise ApiError("invalid", "Idempotency-Key header: 1-128 printable ASCII characters")
+    return key
+
+
+def idempotency_guard(request: Request, store: StoreDep, clock: ClockDep, user: CurrentUser,
+                      key: Annotated[str, Depends(idempotency_key)]) -> IdempotencyGuard:
+    return IdempotencyGuard(store, clock, user, key, request.method, request.url.path)
+
+
+Idempotent = Annotated[IdempotencyGuard, Depends(idempotency_guard)]
