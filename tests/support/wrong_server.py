@@ -232,7 +232,7 @@ def _racy_redis() -> None:
                 bodies["reserve"].replace(guard, ""))
 
         async def reserve(self, priced: Any, now: float) -> Any:
-            sale, gen = await self._need_sale()
+            _, gen = await self._need_sale()
             left = await self.r.hget(self._k(gen, f"sku:{priced.req.sku_id}"), "available")
             if left is not None and int(left) < priced.req.quantity:
                 raise ApiError("sold_out", f"{priced.req.sku_id}: not enough stock")
