@@ -15,6 +15,7 @@ for data the server lost.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 from collections.abc import Iterable, Iterator
@@ -216,41 +217,52 @@ def read_segments(path: str | Path) -> list[Segment]:
     to by a second run reads as two segments. HistoryError names the file and the line."""
     path = Path(path)
     segments: list[Segment] = []
-    current: Segment | None = None
     try:
         fh = path.open()
     except OSError as exc:
         raise HistoryError(f"{path}: {exc.strerror or exc}") from None
-    with fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except ValueError:
-                # A killed writer leaves its last line without a newline; only that is spared.
-                if not line.endswith("\n") and current is not None and \
-                        (current.ops or current.header is not None):
-                    current.cut = True
-                    break
-                raise HistoryError(f"{path}: line {lineno} is not JSON") from None
-            try:
-                if isinstance(data, dict) and "header" in data:
-                    if len(data) != 1:
-                        raise ValueError("a header line holds nothing but the header")
-                    current = Segment(path, HistoryHeader.from_json(data["header"]))
-                    segments.append(current)
-                    continue
-                op = Op.from_json(data)
-            except ValueError as exc:
-                raise HistoryError(f"{path}: line {lineno}: {exc}") from None
-            if current is None:
-                current = Segment(path, None)
-                segments.append(current)
-            current.ops.append(op)
+    was = gc.isenabled()
+    gc.disable()  # millions of small acyclic records: full collections would be quadratic
+    try:
+        _read(fh, path, segments)
+    finally:
+        fh.close()
+        if was:
+            gc.enable()
     if not segments:
         raise HistoryError(f"{path}: empty (no header, no records): not a history")
     return segments
+
+
+def _read(fh: IO[str], path: Path, segments: list[Segment]) -> None:
+    """Parse the lines of one file into `segments` (a new one at every header)."""
+    current: Segment | None = None
+    for lineno, line in enumerate(fh, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError:
+            # A killed writer leaves its last line without a newline; only that is spared.
+            if not line.endswith("\n") and current is not None and \
+                    (current.ops or current.header is not None):
+                current.cut = True
+                break
+            raise HistoryError(f"{path}: line {lineno} is not JSON") from None
+        try:
+            if isinstance(data, dict) and "header" in data:
+                if len(data) != 1:
+                    raise ValueError("a header line holds nothing but the header")
+                current = Segment(path, HistoryHeader.from_json(data["header"]))
+                segments.append(current)
+                continue
+            op = Op.from_json(data)
+        except ValueError as exc:
+            raise HistoryError(f"{path}: line {lineno}: {exc}") from None
+        if current is None:
+            current = Segment(path, None)
+            segments.append(current)
+        current.ops.append(op)
 
 
 def iter_history(path: str | Path) -> Iterator[Op]:

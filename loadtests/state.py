@@ -11,6 +11,7 @@ guess.
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -273,6 +274,17 @@ class FinalState:
     def from_json(cls, ledger: Any, orders: Iterable[Any], groups: Iterable[Any] = (),
                   claims: Iterable[Any] = (), *, expiry_ran: bool = False) -> FinalState:
         orders, groups, claims = list(orders), list(groups), list(claims)
+        was = gc.isenabled()
+        gc.disable()  # hundreds of thousands of small acyclic rows: see `read_segments`
+        try:
+            return cls._parse(ledger, orders, groups, claims, expiry_ran)
+        finally:
+            if was:
+                gc.enable()
+
+    @classmethod
+    def _parse(cls, ledger: Any, orders: list[Any], groups: list[Any], claims: list[Any],
+               expiry_ran: bool) -> FinalState:
         return cls(Ledger.from_json(ledger), tuple(Order.from_json(o) for o in orders),
                    tuple(Group.from_json(g) for g in groups),
                    tuple(Claim.from_json(c) for c in claims), expiry_ran,

@@ -8,8 +8,10 @@ adversarial); `INVARIANTS` composes them in one place, as Jepsen's `compose` doe
 
 from __future__ import annotations
 
+import contextlib
+import gc
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from loadtests.checker import (
     acknowledged,
@@ -60,10 +62,26 @@ INVARIANTS: dict[str, Invariant] = {
 }
 """Every invariant, by the name its result carries."""
 
-__all__ = ["INVARIANTS", "MAX_EXAMPLES", "FinalState", "Finding", "History", "Report",
-           "Result", "Rules", "check", "history_stats", "render", "rules_from_campaign",
-           "sale_mismatch",
-           "save_report", "summary_lines", "to_json", "to_text"]
+__all__ = [
+    "INVARIANTS",
+    "MAX_EXAMPLES",
+    "FinalState",
+    "Finding",
+    "History",
+    "Report",
+    "Result",
+    "Rules",
+    "check",
+    "history_stats",
+    "no_gc",
+    "render",
+    "rules_from_campaign",
+    "sale_mismatch",
+    "save_report",
+    "summary_lines",
+    "to_json",
+    "to_text",
+]
 
 
 def sale_mismatch(history: History, state: FinalState) -> str | None:
@@ -108,8 +126,23 @@ def check(history: History | Iterable[Op], state: FinalState | None, rules: Rule
         return Report(results, history_stats(history), warnings)
     rules = rules.with_sale(state)
     results = []
-    for name, invariant in chosen.items():
-        r = invariant(history, state, rules)
-        r.name = name
-        results.append(r)
+    with no_gc():
+        for name, invariant in chosen.items():
+            r = invariant(history, state, rules)
+            r.name = name
+            results.append(r)
     return Report(results, history_stats(history), warnings)
+
+
+@contextlib.contextmanager
+def no_gc() -> Iterator[None]:
+    """The cyclic garbage collector off for a while: the history and state are millions of
+    small objects without cycles, and its full passes over them would make checking
+    superlinear in the history's size."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()

@@ -142,11 +142,24 @@ def claim_of_order(s: FinalState) -> dict[str, Claim]:
 
 # --- real-time bounds ----------------------------------------------------------------------
 
+def key_starts(h: History) -> dict[Key, float]:
+    """(user, key) -> when the first create request under it was sent."""
+    def build() -> dict[Key, float]:
+        out: dict[Key, float] = {}
+        for op in h.ops:
+            if op.creates:
+                k = (op.user, op.key)
+                prev = out.get(k)
+                if prev is None or op.start < prev:
+                    out[k] = op.start
+        return out
+    return _memo(h, "_v_key_starts", build)
+
+
 def reserve_lo(h: History, o: Order) -> float:
     """The earliest moment this order's reserve can have happened: when the first request
     under its key was sent (-inf when no request in the history explains it)."""
-    ops = creates_by_key(h).get((o.user_id, o.idempotency_key))
-    return first_start(ops) if ops else -INF
+    return key_starts(h).get((o.user_id, o.idempotency_key), -INF)
 
 
 def reserve_hi(h: History, o: Order) -> float:
