@@ -1,6 +1,6 @@
 """Simulation speed: a 1-million-arrival campaign beside a bare SimPy timeout loop.
 
-    .venv/bin/python benchmarks/sim_speed.py [--arrivals 1000000] [--repeats 3]
+    .venv/bin/python benchmarks/sim_speed.py [--arrivals 1000000] [--repeats 3] [--scenario F]
 
 Builds the default scenario scaled so that ∫λ(t)dt = --arrivals (rates, stock and subsidy
 budget scaled alike), runs one replication per repeat, and in the same run times a bare SimPy
@@ -27,11 +27,13 @@ from sim import simulate_once
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = 20.0
+DEFAULT = ROOT / "scenarios" / "default.toml"
 
 
-def scaled_default(arrivals: float) -> Scenario:
-    """The default scenario with rates, stock and budget scaled to `arrivals` expected."""
-    data = read_scenario_data(ROOT / "scenarios" / "default.toml")
+def scaled_default(arrivals: float, path: Path = DEFAULT) -> Scenario:
+    """The scenario (default: scenarios/default.toml) with rates, stock and budget scaled to
+    `arrivals` expected."""
+    data = read_scenario_data(path)
     base = parse_scenario(data).expected_arrivals()
     f = arrivals / base
     aud, camp = data["audience"], data["campaign"]
@@ -39,7 +41,7 @@ def scaled_default(arrivals: float) -> Scenario:
     for sku in camp["skus"]:
         sku["stock"] = round(sku["stock"] * f)
     camp["subsidy_budget"] = camp["subsidy_budget"] * f
-    camp["name"] = f"default scaled to {arrivals:,.0f} arrivals"
+    camp["name"] = f"{path.stem} scaled to {arrivals:,.0f} arrivals"
     return parse_scenario(data, "benchmark")
 
 
@@ -62,8 +64,10 @@ def main() -> int:
     ap.add_argument("--arrivals", type=float, default=1_000_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", type=Path, default=BENCH_RESULTS)
+    ap.add_argument("--scenario", type=Path, default=DEFAULT,
+                    help="the scenario to scale (default: scenarios/default.toml)")
     args = ap.parse_args()
-    scenario = scaled_default(args.arrivals)
+    scenario = scaled_default(args.arrivals, args.scenario)
     sim_s, bare_s, runs = [], [], []
     for i in range(args.repeats):
         start = time.perf_counter()

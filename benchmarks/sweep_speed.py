@@ -27,10 +27,10 @@ from pathlib import Path
 from _results import write_results
 
 from campaign.scenario import read_scenario_data
-from sim.executor import DaskExecutor, Executor, LocalExecutor
-from sim.plan_params import parse_param
-from sim.plan_runs import run_points
-from sim.sweep import plan_sweep
+from sim.studies.executor import DaskExecutor, Executor, LocalExecutor
+from sim.studies.params import parse_param
+from sim.studies.runs import run_points
+from sim.studies.sweep import plan_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIO = REPO / "scenarios" / "group_buy_ladder.toml"

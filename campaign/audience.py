@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from campaign.base import Section
 from campaign.errors import at
 
 Probability = Field(ge=0, le=1)
+DEFAULT_REFERENCE = 0.3
 
 
 class Segment(Section):
-    """A shopper segment (new / active / loyal, or price-sensitive / social …).
+    """A shopper segment (new / active / loyal, or price-sensitive / social …). Simulation only.
 
-    Conversion rises with the effective discount d (0..1, share off the list price):
-    p = min(1, base_conversion * (1 + price_sensitivity * d)). price_sensitivity 0 ignores price;
-    with price_sensitivity 4 a 50% discount triples the base conversion.
+    Conversion is p = min(1, base_conversion * lift(d)), d the share off the list price the
+    shopper expects to pay (0..1). `demand_shape` chooses lift (s = price_sensitivity,
+    r = reference_discount):
+
+    - linear: lift = 1 + s*d (with s = 4, a 50% discount triples the base conversion);
+    - saturating: lift = 1 + s*r*(1 - exp(-d/r)): slope s at first, never above 1 + s*r;
+    - reference: lift = 1 + s*min(d, r) - deep_discount_penalty*s*max(0, d - r) (at least 0):
+      deeper than r a discount stops helping (penalty 0) or hurts (penalty > 0).
     """
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
@@ -30,15 +38,39 @@ class Segment(Section):
                                    "is paid before the payment timeout; the rest abandon")
     member_tier: str = "ordinary"
     quantity: int = Field(default=1, ge=1, le=1000, description="units per order")
+    demand_shape: Literal["linear", "saturating", "reference"] = Field(
+        default="linear", description="how conversion responds to the discount (see above)")
+    reference_discount: float = Field(
+        default=DEFAULT_REFERENCE, gt=0, le=1, description="saturating: the depth scale; "
+        "reference: the depth beyond which deeper discounts stop helping")
+    deep_discount_penalty: float = Field(default=0.0, ge=0, le=100, description="reference "
+                                         "shape only: how fast discounts deeper than "
+                                         "reference_discount hurt, as a multiple of "
+                                         "price_sensitivity")
+
+    @model_validator(mode="after")
+    def _shape_keys(self) -> Segment:
+        # Compared with the defaults, not "was it given", so a dumped scenario parses again.
+        if self.demand_shape == "linear" and self.reference_discount != DEFAULT_REFERENCE:
+            raise ValueError(at("reference_discount", reason="has no effect with demand_shape "
+                                "'linear'; use 'saturating' or 'reference'"))
+        if self.demand_shape != "reference" and self.deep_discount_penalty:
+            raise ValueError(at("deep_discount_penalty", reason="only applies with "
+                                "demand_shape 'reference'"))
+        return self
 
 
 class Referral(Section):
-    """Referral fission (裂变): sharers invite friends, who arrive later and may convert."""
+    """Referral fission (裂变) and group links: sharers invite friends, who arrive later and may
+    convert. An invite from a group buyer carries the group: the friend joins that group if it
+    is still open. Simulation only."""
 
     invites_per_sharer: float = Field(ge=0, le=1000, description="mean invites (Poisson)")
     invite_delay_minutes: float = Field(gt=0, description="mean delay before an invitee arrives "
                                         "(exponential)")
-    invitee_conversion: float = Probability
+    invitee_conversion: float = Field(ge=0, le=1, description="an invitee's base conversion: "
+                                      "the invitee segment's demand shape lifts it with the "
+                                      "discount (price_sensitivity 0: a fixed probability)")
     invitee_share_propensity: float | None = Field(default=None, ge=0, le=1, description=(
         "chance a converted invitee shares in turn; default: the invitee segment's"))
     invitee_segment: str | None = Field(default=None, description="segment invitees behave "
@@ -53,6 +85,23 @@ class Referral(Section):
                                     "invite beyond bonus_after_invites")
 
 
+class GroupBehaviour(Section):
+    """How shoppers form groups (拼团) in the simulation: who looks for an open group on the
+    product page, which group they pick, who shares a group's link and how hard."""
+
+    look_share: float = Field(default=0.5, ge=0, le=1, description=(
+        "share of group buyers (first-time, or invitees whose group has closed) who look for "
+        "an open group of the SKU on the product page before opening their own"))
+    choice: Literal["closest", "oldest"] = Field(default="closest", description=(
+        "which open group a looker joins: 'closest' = fewest members missing to its next "
+        "tier, then the one closing soonest; 'oldest' = the one opened first"))
+    members_share: bool = Field(default=False, description=(
+        "members share the group's link too (else only the leader does)"))
+    share_effort: float = Field(default=2.0, ge=0, le=100, description=(
+        "a sharer sends invites_per_sharer * (1 + share_effort * g) invites on average, g the "
+        "share of the list price still to be won at the group's next tier"))
+
+
 class Audience(Section):
     """Arrivals (per phase, or an hourly curve), segments, referral rules."""
 
@@ -62,6 +111,7 @@ class Audience(Section):
         default=None, description="arrivals per hour for hour 0, 1, 2 …")
     segments: list[Segment] = Field(min_length=1)
     referral: Referral | None = None
+    groups: GroupBehaviour | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Audience:

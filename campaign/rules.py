@@ -155,8 +155,13 @@ class CampaignRules(Section):
     member_tiers: list[str] = Field(default_factory=lambda: ["ordinary"], min_length=1)
     per_user_limit: int = Field(default=1, ge=1, le=1000, description="units per user per SKU")
     payment_timeout_minutes: float = Field(default=30, gt=0, le=24 * 60)
-    subsidy_budget: float | None = Field(default=None, ge=0, le=1e12, description="yuan; once "
-                                         "discounts, rewards and coupons spend it, subsidies stop")
+    subsidy_budget: float | None = Field(default=None, ge=0, le=1e12, description="yuan for "
+                                         "discounts, coupons, rewards and gifts (simulation: "
+                                         "never exceeded, see budget_policy)")
+    budget_policy: Literal["list_price", "stop_selling"] = Field(
+        default="list_price", description="simulation only: a shopper whose worst-case subsidy "
+        "the budget left cannot cover sees the list price ('list_price') or is not sold to "
+        "('stop_selling')")
     fixed_cost: float = Field(default=0, ge=0, le=1e12, description="campaign fixed cost in yuan")
 
     @model_validator(mode="after")
@@ -169,6 +174,8 @@ class CampaignRules(Section):
                 if tier not in self.member_tiers:
                     raise ValueError(at("skus", i, "member_prices", tier, reason=(
                         f"unknown member tier; member_tiers is {self.member_tiers}")))
+        if self.budget_policy != "list_price" and self.subsidy_budget is None:
+            raise ValueError(at("budget_policy", reason="has no effect without subsidy_budget"))
         for i, td in enumerate(self.time_discounts):
             if td.start_hour >= self.duration_hours:
                 raise ValueError(at("time_discounts", i, "start_hour",

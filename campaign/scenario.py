@@ -48,6 +48,9 @@ class Scenario(Section):
                 raise ValueError(at("audience", "hourly_curve", reason=(
                     f"has {len(aud.hourly_curve)} hours; the campaign lasts "
                     f"{self.campaign.duration_hours:g} h, so it needs {need}")))
+        if aud.groups is not None and self.campaign.groups is None:
+            raise ValueError(at("audience", "groups", reason="the campaign has no "
+                                "[campaign.groups]; group behaviour needs group rules"))
         tiers = self.campaign.member_tiers
         for i, seg in enumerate(aud.segments):
             if seg.member_tier not in tiers:

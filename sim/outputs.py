@@ -13,7 +13,7 @@ import numpy as np
 
 from campaign.scenario import Scenario
 from sim.model import KPI_NAMES, Recording, RunResult, sale_minutes
-from sim.stats import CONFIDENCE, KpiSummary
+from sim.stats import CONFIDENCE, KpiSummary, summarize_values
 
 ARRIVALS_HEADER = ("minute", "start_hour", "rate_per_hour", "arrivals")
 TIMESERIES_HEADER = ("minute", "start_hour", "arrivals", "reservations", "paid_orders",
@@ -79,24 +79,38 @@ def write_kpis_csv(path: Path, results: list[RunResult]) -> None:
             w.writerow([i, *(repr(r.kpis[k]) for k in KPI_NAMES)])
 
 
-def group_outcomes(recs: list[Recording]) -> dict[str, float]:
-    """Mean groups per replication by outcome: `tier <size>` for completed groups, else
-    `failed: refunded` / `failed: fallback`."""
+def group_outcomes(results: list[RunResult]) -> dict[str, float]:
+    """Mean groups per replication by outcome: `tier <size>` for completed groups (smallest
+    tier first), then `failed: refunded` / `failed: fallback`."""
     counts: Counter[str] = Counter()
-    for rec in recs:
-        for _, _, _, tier, outcome in rec.groups:
-            counts[f"tier {tier}" if tier else f"failed: {outcome}"] += 1
+    for r in results:
+        counts.update(r.group_outcomes)
     order = sorted(counts, key=lambda k: (k.startswith("failed"), len(k), k))
-    return {k: counts[k] / len(recs) for k in order}
+    return {k: counts[k] / len(results) for k in order}
 
 
-def sell_out_by_sku(scenario: Scenario, recs: list[Recording]) -> dict[str, dict[str, float]]:
-    """Per SKU: in how many replications it sold out, and the mean hour when it did."""
-    out = {}
+def outcome_label(scenario: Scenario, outcome: str) -> str:
+    """`tier 3` -> `3 people (30% off)`, `failed: fallback` -> `failed, fallback price`."""
+    groups = scenario.campaign.groups
+    if outcome.startswith("failed: "):
+        return "failed, " + {"fallback": "fallback price"}.get(outcome[8:], outcome[8:])
+    if groups is None or not outcome.startswith("tier "):
+        return outcome
+    size = int(outcome.split()[1])
+    off = next(t.percent_off for t in groups.tiers if t.size == size)
+    return f"{size} people ({off:g}% off)"
+
+
+def sell_out_by_sku(scenario: Scenario, results: list[RunResult]) -> dict[str, dict[str, Any]]:
+    """Per SKU: in how many replications it sold out, and when it did (mean hour and its 95%
+    CI over those replications; None when it never sold out)."""
+    out: dict[str, dict[str, Any]] = {}
     for k, sku in enumerate(scenario.campaign.skus):
-        hours = [r.sku_sell_out[k] for r in recs if r.sku_sell_out[k] is not None]
-        out[sku.id] = {"replications_sold_out": len(hours),
-                       "mean_sell_out_hour": float(np.mean(hours)) if hours else None}
+        hours = [r.sell_out[k] for r in results if r.sell_out[k] is not None]
+        s = summarize_values(hours) if hours else None
+        out[sku.id] = {"replications_sold_out": len(hours), "replications": len(results),
+                       "mean_sell_out_hour": s.mean if s else None,
+                       "ci_low": s.ci_low if s else None, "ci_high": s.ci_high if s else None}
     return out
 
 
@@ -121,8 +135,8 @@ def write_summary_json(path: Path, *, scenario: Scenario, scenario_path: str, se
         "replications": len(results),
         "confidence": CONFIDENCE,
         "kpis": {k: s.as_dict() for k, s in summary.items()},
-        "group_outcomes_per_replication": group_outcomes(recs) if recs else {},
-        "sell_out_by_sku": sell_out_by_sku(scenario, recs) if recs else {},
+        "group_outcomes_per_replication": group_outcomes(results),
+        "sell_out_by_sku": sell_out_by_sku(scenario, results),
         "referral_trees_per_replication": referral_trees(recs) if recs else {},
         "mean_simpy_events": float(np.mean([r.events for r in results])),
         **extra,

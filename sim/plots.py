@@ -11,8 +11,8 @@ import matplotlib.pyplot as plt  # the backend is chosen first
 import numpy as np
 
 from campaign.scenario import Scenario
-from sim.model import Recording
-from sim.outputs import group_outcomes, mean_series
+from sim.model import Recording, RunResult
+from sim.outputs import group_outcomes, mean_series, outcome_label, recordings
 from sim.stats import KpiSummary
 
 MAX_BINS = 480
@@ -21,7 +21,7 @@ MAX_BINS = 480
 PLOT_FILES = {
     "arrivals_orders.png": "Arrivals and paid orders over time, with the campaign phases",
     "stock.png": "Units in stock over time",
-    "group_outcomes.png": "Group outcomes by tier reached",
+    "group_outcomes.png": "Groups by the tier they reached (share of all groups on the bars)",
     "referral_depth.png": "Referral trees by depth",
     "money_waterfall.png": "Money: from GMV to profit",
 }
@@ -82,14 +82,18 @@ def plot_stock(path: Path, scenario: Scenario, recs: list[Recording]) -> None:
     _save(fig, path)
 
 
-def plot_group_outcomes(path: Path, recs: list[Recording]) -> None:
-    outcomes = group_outcomes(recs)
-    fig, ax = plt.subplots(figsize=(6, 4))
+def plot_group_outcomes(path: Path, scenario: Scenario, results: list[RunResult]) -> None:
+    outcomes = group_outcomes(results)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
     if outcomes:
         names = list(outcomes)
         colors = ["#d62728" if n.startswith("failed") else "#2ca02c" for n in names]
-        ax.bar(names, [outcomes[n] for n in names], color=colors)
+        labels = [outcome_label(scenario, n) for n in names]
+        bars = ax.bar(labels, [outcomes[n] for n in names], color=colors)
+        total = sum(outcomes.values())
+        ax.bar_label(bars, [f"{outcomes[n] / total:.0%}" for n in names], fontsize=8)
         ax.set_ylabel("groups per replication (mean)")
+        ax.tick_params(axis="x", labelsize=8)
     else:
         ax.text(0.5, 0.5, "no groups in this campaign", ha="center", va="center",
                 transform=ax.transAxes)
@@ -145,12 +149,13 @@ def _save(fig: plt.Figure, path: Path) -> None:
     plt.close(fig)
 
 
-def write_plots(out_dir: Path, scenario: Scenario, recs: list[Recording],
+def write_plots(out_dir: Path, scenario: Scenario, results: list[RunResult],
                 summary: dict[str, KpiSummary]) -> list[Path]:
     """Write every figure of PLOT_FILES into out_dir; returns their paths."""
+    recs = recordings(results)
     plot_arrivals_orders(out_dir / "arrivals_orders.png", scenario, recs)
     plot_stock(out_dir / "stock.png", scenario, recs)
-    plot_group_outcomes(out_dir / "group_outcomes.png", recs)
+    plot_group_outcomes(out_dir / "group_outcomes.png", scenario, results)
     plot_referral_depth(out_dir / "referral_depth.png", recs)
     plot_money_waterfall(out_dir / "money_waterfall.png", summary, scenario.campaign.fixed_cost)
     return [out_dir / name for name in PLOT_FILES]

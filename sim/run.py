@@ -17,7 +17,7 @@ from sim.outputs import (
     write_timeseries_csv,
 )
 from sim.replicate import replicate
-from sim.report import write_report_html
+from sim.report import detail_rows, write_report_html
 from sim.stats import KpiSummary, summarize
 
 
@@ -77,7 +77,7 @@ def run_simulation(scenario_path: str | Path, *, replications: int, seed: int, o
     write_kpis_csv(files["kpis.csv"], results)
     write_timeseries_csv(files["timeseries.csv"], recs)
     write_arrivals_csv(files["arrivals.csv"], scenario, recs)
-    for path in write_plots(out_dir, scenario, recs, summary):
+    for path in write_plots(out_dir, scenario, results, summary):
         files[path.name] = path
     write_summary_json(files["summary.json"], scenario=scenario,
                        scenario_path=str(scenario_path), seed=seed, summary=summary,
@@ -89,6 +89,6 @@ def run_simulation(scenario_path: str | Path, *, replications: int, seed: int, o
                ("seed", str(seed)),
                ("sale window", f"{scenario.campaign.duration_hours:g} h"),
                ("expected first-time arrivals ∫λ(t)dt", f"{scenario.expected_arrivals():,.0f}")],
-        summary=summary,
+        summary=summary, details=detail_rows(scenario, results),
         figures=[(files[name], caption) for name, caption in PLOT_FILES.items()])
     return run

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from sim.executor import DaskExecutor, ExecutorError, LocalExecutor, make_executor
+from sim.studies.executor import DaskExecutor, ExecutorError, LocalExecutor, make_executor
 
 
 def square_or_fail(x: int) -> int:

@@ -191,3 +191,73 @@ def test_validate_command_prints_one_line_per_problem(tmp_path: Path, groupbuy_e
     ok = subprocess.run([groupbuy_exe, "validate", str(SCENARIOS / "default.toml")],
                         capture_output=True, text=True)
     assert ok.returncode == 0 and ": ok (" in ok.stdout
+
+
+# --- simulation-only keys: group behaviour, demand shapes, budget policy ----------------------
+
+def with_groups(data: dict) -> dict:
+    data["campaign"]["groups"] = {"window_hours": 24, "tiers": [
+        {"size": 2, "percent_off": 20}, {"size": 3, "percent_off": 30}]}
+    return data
+
+
+def test_group_behaviour_keys_load_with_their_defaults() -> None:
+    data = with_groups(minimal())
+    data["audience"]["groups"] = {"look_share": 0.3, "members_share": True}
+    groups = parse_scenario(data).audience.groups
+    assert groups is not None
+    assert (groups.look_share, groups.choice, groups.members_share, groups.share_effort) == (
+        0.3, "closest", True, 2.0)
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("look_share", 1.5, "audience.groups.look_share: Input should be less than or equal to 1"),
+    ("choice", "random", "audience.groups.choice: Input should be 'closest' or 'oldest'"),
+    ("share_effort", -1, "audience.groups.share_effort: Input should be greater than or equal "
+                         "to 0"),
+    ("members_shar", True, "audience.groups.members_shar: unknown key"),
+])
+def test_bad_group_behaviour_keys_name_the_key(key: str, value: object, expected: str) -> None:
+    data = with_groups(minimal())
+    data["audience"]["groups"] = {key: value}
+    (line,) = problems(data)
+    assert line.startswith(expected), line
+
+
+def test_group_behaviour_needs_group_rules() -> None:
+    data = minimal()
+    data["audience"]["groups"] = {"look_share": 0.5}
+    assert problems(data) == ["audience.groups: the campaign has no [campaign.groups]; group "
+                              "behaviour needs group rules"]
+
+
+def test_demand_shapes_and_their_keys() -> None:
+    data = minimal()
+    seg = data["audience"]["segments"][0]
+    seg |= {"demand_shape": "reference", "reference_discount": 0.4, "deep_discount_penalty": 1}
+    parsed = parse_scenario(data).audience.segments[0]
+    assert (parsed.demand_shape, parsed.reference_discount, parsed.deep_discount_penalty) == (
+        "reference", 0.4, 1.0)
+    seg["demand_shape"] = "saturating"
+    assert problems(data) == ["audience.segments[0].deep_discount_penalty: only applies with "
+                              "demand_shape 'reference'"]
+    del seg["deep_discount_penalty"]
+    seg["demand_shape"] = "linear"
+    assert problems(data) == ["audience.segments[0].reference_discount: has no effect with "
+                              "demand_shape 'linear'; use 'saturating' or 'reference'"]
+    seg["demand_shape"] = "s-curve"
+    (line,) = problems(data)
+    assert line.startswith("audience.segments[0].demand_shape: Input should be 'linear', "
+                           "'saturating' or 'reference'")
+
+
+def test_budget_policy_needs_a_budget() -> None:
+    data = minimal()
+    data["campaign"]["budget_policy"] = "stop_selling"
+    assert problems(data) == ["campaign.budget_policy: has no effect without subsidy_budget"]
+    data["campaign"]["subsidy_budget"] = 1000
+    assert parse_scenario(data).campaign.budget_policy == "stop_selling"
+    data["campaign"]["budget_policy"] = "free_for_all"
+    (line,) = problems(data)
+    assert line.startswith("campaign.budget_policy: Input should be 'list_price' or "
+                           "'stop_selling'")

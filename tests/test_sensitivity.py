@@ -14,10 +14,10 @@ from test_sweep import SMALL, SMALL_TOML
 
 from campaign import Scenario
 from groupbuy.cli import main
-from sim.executor import LocalExecutor
-from sim.plan_params import parse_param
-from sim.plan_runs import Model
-from sim.sensitivity import plan_sensitivity, run_sensitivity
+from sim.studies.executor import LocalExecutor
+from sim.studies.params import parse_param
+from sim.studies.runs import Model
+from sim.studies.sensitivity import plan_sensitivity, run_sensitivity
 
 WINDOW = "campaign.groups.window_hours"
 TOP_OFF = "campaign.groups.tiers[1].percent_off"

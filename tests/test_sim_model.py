@@ -15,6 +15,9 @@ from hypothesis import strategies as st
 from campaign import load_scenario, parse_scenario
 from campaign.pricing import PriceContext, price_order
 from sim import KPI_NAMES, replicate, simulate_once, summarize
+from sim.model.behaviour import Ladder
+from sim.model.campaign import _Campaign
+from sim.model.groups import GroupBook
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 
@@ -22,7 +25,7 @@ SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 def scenario(*, rate: float = 200.0, hours: float = 4.0, segment: dict[str, Any] | None = None,
              stock: int = 100_000, list_price: float = 100.0,
              groups: dict[str, Any] | None = None, referral: dict[str, Any] | None = None,
-             **campaign: Any):
+             behaviour: dict[str, Any] | None = None, **campaign: Any):
     """A one-SKU, one-phase, one-segment scenario; keyword arguments go into [campaign]."""
     seg = {"name": "new", "share": 1.0, "base_conversion": 0.5, "price_sensitivity": 0.0,
            "pay_probability": 1.0, **(segment or {})}
@@ -37,6 +40,8 @@ def scenario(*, rate: float = 200.0, hours: float = 4.0, segment: dict[str, Any]
         data["campaign"]["groups"] = groups
     if referral is not None:
         data["audience"]["referral"] = referral
+    if behaviour is not None:
+        data["audience"]["groups"] = behaviour
     return parse_scenario(data, "model test")
 
 
@@ -81,13 +86,24 @@ def test_common_random_numbers_make_the_difference_less_noisy():
     assert crn < indep / 2
 
 
-def test_conversion_rises_with_the_discount_as_documented():
-    plain = scenario(rate=2000, hours=2, segment={"base_conversion": 0.1,
-                                                 "price_sensitivity": 4.0})
-    half_off = scenario(rate=2000, hours=2, segment={"base_conversion": 0.1,
-                                                    "price_sensitivity": 4.0},
+SHAPES = [
+    ({}, 1 + 4.0 * 0.5),  # linear: 1 + s*d
+    ({"demand_shape": "saturating", "reference_discount": 0.3},
+     1 + 4.0 * 0.3 * (1 - math.exp(-0.5 / 0.3))),  # 1 + s*r*(1 - exp(-d/r))
+    ({"demand_shape": "reference", "reference_discount": 0.3},
+     1 + 4.0 * 0.3),  # deeper than r stops helping
+    ({"demand_shape": "reference", "reference_discount": 0.3, "deep_discount_penalty": 1.0},
+     1 + 4.0 * 0.3 - 4.0 * 0.2),  # ... or hurts
+]
+
+
+@pytest.mark.parametrize(("shape", "lift"), SHAPES)
+def test_conversion_follows_the_segment_demand_shape(shape: dict[str, Any], lift: float):
+    seg = {"base_conversion": 0.1, "price_sensitivity": 4.0, **shape}
+    plain = scenario(rate=2000, hours=2, segment=seg)
+    half_off = scenario(rate=2000, hours=2, segment=seg,
                         time_discounts=[{"start_hour": 0, "end_hour": 2, "percent_off": 50}])
-    for sc, p in ((plain, 0.1), (half_off, 0.1 * (1 + 4.0 * 0.5))):
+    for sc, p in ((plain, 0.1), (half_off, 0.1 * lift)):
         s = summarize([{"p": r.kpis["orders_paid"] / r.kpis["arrivals"]}
                        for r in replicate(sc, 20, seed=4)])["p"]
         assert s.ci_low <= p <= s.ci_high, (p, s)
@@ -115,15 +131,18 @@ def test_per_user_limit_caps_the_quantity():
 
 
 def test_limited_stock_sells_out_and_turns_shoppers_away():
-    k = simulate_once(scenario(rate=1000, stock=50), 1).kpis
+    run = simulate_once(scenario(rate=1000, stock=50), 1)
+    k = run.kpis
     assert k["units_sold"] == 50 and k["stock_left"] == 0
     assert k["turned_away"] > 0
-    assert 0 < k["sell_out_hour"] < 4.0
-    never = simulate_once(scenario(rate=10, stock=10_000), 1).kpis
-    assert never["sell_out_hour"] == 4.0 and never["turned_away"] == 0
-    empty = simulate_once(scenario(stock=0), 1).kpis
-    assert empty["sell_out_hour"] == 0.0 and empty["units_sold"] == 0
-    assert empty["turned_away"] > 0
+    (hour,) = run.sell_out
+    assert hour is not None and 0 < hour < 4.0 and k["skus_sold_out"] == 1
+    never = simulate_once(scenario(rate=10, stock=10_000), 1)
+    assert never.sell_out == [None] and never.kpis["turned_away"] == 0  # not sold out
+    assert never.kpis["skus_sold_out"] == 0
+    empty = simulate_once(scenario(stock=0), 1)
+    assert empty.sell_out == [0.0] and empty.kpis["units_sold"] == 0
+    assert empty.kpis["turned_away"] > 0
 
 
 def test_unpaid_reservations_expire_and_release_stock():
@@ -144,12 +163,12 @@ def test_groups_complete_at_their_tier_price():
     assert run.recording is not None
     groups = run.recording.groups
     assert len(groups) == k["groups_opened"] > 0
-    assert all(members <= 3 for _, _, members, _, _ in groups)
-    done = [g for g in groups if g[4] == "completed"]
+    assert all(g.members <= 3 for g in groups)
+    done = [g for g in groups if g.outcome == "completed"]
     assert len(done) == k["groups_completed"]
-    assert all(g[3] == (3 if g[2] >= 3 else 2) for g in done)
-    paid_units = sum(g[2] for g in done)
-    tier3 = sum(g[2] for g in done if g[3] == 3)
+    assert all(g.tier == (3 if g.members >= 3 else 2) for g in done)
+    paid_units = sum(g.members for g in done)
+    tier3 = sum(g.members for g in done if g.tier == 3)
     assert k["units_sold"] == paid_units
     assert math.isclose(k["revenue"], 70.0 * tier3 + 80.0 * (paid_units - tier3))
     assert k["group_completion_rate"] == k["groups_completed"] / k["groups_opened"]
@@ -174,8 +193,8 @@ def test_failed_groups_fall_back_to_the_fallback_price(take_up: float):
     for r in replicate(sc, 10, seed=2, record=True):
         k = r.kpis
         assert r.recording is not None
-        members = sum(g[2] for g in r.recording.groups)
-        assert all(g[4] == "fallback" for g in r.recording.groups)
+        members = sum(g.members for g in r.recording.groups)
+        assert all(g.outcome == "fallback" for g in r.recording.groups)
         assert k["revenue"] == 90.0 * k["orders_paid"]  # 10% off, every kept order
         assert k["units_sold"] + k["stock_left"] == 100_000  # the others were refunded
         shares.append({"kept": k["orders_paid"] / members})
@@ -186,7 +205,7 @@ def test_failed_groups_fall_back_to_the_fallback_price(take_up: float):
 def test_no_groups_means_completion_rate_zero_and_no_new_buyers_means_cost_zero():
     k = simulate_once(scenario(segment={"name": "loyal"}), 1).kpis
     assert k["groups_opened"] == 0 and k["group_completion_rate"] == 0.0
-    assert k["new_buyers"] == 0 and k["cost_per_new_buyer"] == 0.0
+    assert k["acquired_buyers"] == 0 and k["cost_per_acquired_buyer"] == 0.0
 
 
 def test_subsidies_stop_when_the_budget_is_spent():
@@ -212,10 +231,12 @@ def test_referral_rewards_are_paid_per_first_paid_order_of_an_invitee():
     assert run.recording is not None
     invitee_buyers = sum(size - 1 for size, _ in run.recording.trees)
     assert invitee_buyers > 0
-    assert k["new_buyers"] == invitee_buyers  # segment "active": only invitees are new
+    assert k["acquired_buyers"] == invitee_buyers  # segment "active": only invitees are new
     assert k["reward_cost"] == 23.0 * invitee_buyers
     assert k["max_referral_depth"] == 2
-    assert math.isclose(k["k_factor"], invitee_buyers / k["buyers"])
+    assert math.isclose(k["invited_buyer_share"], invitee_buyers / k["buyers"])
+    assert k["invited_buyers"] == invitee_buyers
+    assert math.isclose(k["invite_conversion"], invitee_buyers / k["invites_sent"])
     unpaid = simulate_once(scenario(rate=50, segment={"share_propensity": 0.5,
                                                       "pay_probability": 0.0},
                                     referral=REFERRAL), 6).kpis
@@ -249,7 +270,8 @@ def test_money_adds_up():
     assert k["goods_cost"] == 40.0 * k["units_sold"]
     assert math.isclose(k["profit"], k["gross_profit"] - 1000)
     assert math.isclose(k["roi"], k["profit"] / (k["subsidy_spent"] + 1000))
-    assert math.isclose(k["cost_per_new_buyer"], (k["subsidy_spent"] + 1000) / k["new_buyers"])
+    assert math.isclose(k["cost_per_acquired_buyer"],
+                        (k["subsidy_spent"] + 1000) / k["acquired_buyers"])
     assert k["coupon_cost"] == 50 * 10.0  # the whole pool, one coupon per order
     assert k["gift_cost"] == 20 * 3.0  # the first 20 paid orders
 
@@ -278,9 +300,136 @@ def test_invariants_hold_for_any_campaign(stock, rate, pay, group, quantity, pol
     run = simulate_once(sc, seed, trace=True)
     k = run.kpis
     assert run.recording is not None
+    if budget is not None:
+        assert k["subsidy_spent"] <= budget + 1e-9  # the budget holds, whatever the campaign
     for _, _, available, reserved, sold in run.recording.stock_trace:
         assert available + reserved + sold == stock and min(available, reserved, sold) >= 0
     assert k["units_sold"] + k["stock_left"] == stock  # nothing is left reserved at the end
     assert k["groups_completed"] + k["groups_failed"] == k["groups_opened"]
     assert 0 <= k["revenue"] <= k["gmv"]
     assert all(math.isfinite(v) for v in k.values())
+
+
+# --- group formation, the expected price, the budget (issue 8) --------------------------------
+
+def test_expected_discount_matches_a_hand_computation():
+    # E[d] = d_fail + sum_i P(N >= s_i) (d_i - d_{i-1}), N = members + Poisson(joiners)
+    ladder = Ladder((2, 3, 5), (0.2, 0.3, 0.4), 0.0)
+    e = math.exp(-1.5)
+    p1, p2, p4 = 1 - e, 1 - e * (1 + 1.5), 1 - e * (1 + 1.5 + 1.125 + 0.5625)
+    assert (p1, p2, p4) == pytest.approx((0.77687, 0.44217, 0.06564), abs=1e-5)
+    assert ladder.expected_discount(1, 1.5) == pytest.approx(0.2 * p1 + 0.1 * p2 + 0.1 * p4)
+    assert ladder.expected_discount(1, 1.5) == pytest.approx(0.206155, abs=1e-6)
+    fallback = Ladder((2, 3, 5), (0.2, 0.3, 0.4), 0.1)  # a failed group pays 10% off
+    assert fallback.expected_discount(1, 1.5) == pytest.approx(
+        0.1 + 0.1 * p1 + 0.1 * p2 + 0.1 * p4)
+    # a 3-member group is sure of 30% off and needs 2 more of Poisson(0.5) for 40%
+    assert ladder.expected_discount(3, 0.5) == pytest.approx(
+        0.3 + 0.1 * (1 - math.exp(-0.5) * 1.5))
+    assert ladder.expected_discount(5, 0.0) == pytest.approx(0.4)
+    assert ladder.expected_discount(1, 0.0) == 0.0  # nobody will join: it fails, refunded
+    assert [ladder.gain_to_next(m) for m in (1, 2, 3, 4, 5)] == pytest.approx(
+        [0.2, 0.1, 0.1, 0.1, 0.0])
+    assert [ladder.missing(m) for m in (1, 2, 3, 4, 5)] == [1, 1, 2, 1, 0]
+
+
+def test_expected_joiners_match_the_documented_formula():
+    # Λ = q·F(τ)·(invites on their way + π·μ for a shopper who will share)
+    #     + stranger rate · τ / open groups of the SKU
+    sc = scenario(rate=100, hours=10, segment={"group_propensity": 0.8, "share_propensity": 0.5,
+                                               "base_conversion": 0.05},
+                  groups={**GROUP, "window_hours": 2.0},
+                  referral={"invites_per_sharer": 3.0, "invite_delay_minutes": 60,
+                            "invitee_conversion": 0.2, "depth_cap": 2},
+                  behaviour={"look_share": 0.4})
+    campaign = _Campaign(sc, 1, record=False, trace=False)
+    f = 1 - math.exp(-2.0 / 1.0)  # an invite arrives within the 2-hour window
+    strangers = 100 * 0.8 * 0.05 * 0.4  # lookers per hour who would buy, one SKU
+    assert campaign.expected_joiners(None, 0, 0, True) == pytest.approx(
+        0.2 * f * 0.5 * 3.0 + strangers * 2.0 / 1)
+    assert campaign.expected_joiners(None, 0, 2, True) == pytest.approx(
+        strangers * 2.0)  # at the depth cap: the shopper will not share
+
+
+def test_the_product_page_offers_the_group_closest_to_its_next_tier():
+    book = GroupBook(1, (2, 3, 5), "closest")
+    old = book.open(0, 0.0, 1.0, "a")
+    book.join(old, "b")  # 2 members: 1 missing to 3 people
+    young = book.open(0, 0.5, 1.0, "c")  # 1 member: 1 missing to 2 people, closes later
+    assert book.pick(0) is old  # the same gap: the one closing soonest
+    book.join(old, "d")  # 3 members: 2 missing to 5
+    assert book.pick(0) is young
+    book.close(young)
+    assert book.pick(0) is old and book.open_count(0) == 1
+    assert GroupBook(1, (2, 3, 5), "oldest").pick(0) is None
+
+
+def test_friends_join_the_group_their_link_carries():
+    base = {"rate": 40, "hours": 24, "groups": {**GROUP, "window_hours": 6},
+            "segment": {"group_propensity": 1.0, "share_propensity": 1.0,
+                        "base_conversion": 0.5},
+            "referral": {"invites_per_sharer": 3.0, "invite_delay_minutes": 30,
+                         "invitee_conversion": 0.5, "depth_cap": 1}}
+    linked = simulate_once(scenario(**base, behaviour={"look_share": 0.0}), 2, record=True)
+    assert linked.recording is not None
+    led_by_organic = [g for g in linked.recording.groups if g.leader_depth == 0]
+    # nobody looks for a group, so every second member came by the leader's link
+    assert sum(g.members > 1 for g in led_by_organic) > 0.5 * len(led_by_organic)
+    alone = simulate_once(scenario(**{**base, "referral": None},
+                                   behaviour={"look_share": 0.0}), 2, record=True)
+    assert alone.recording is not None and alone.kpis["groups_opened"] > 100
+    assert all(g.members == 1 for g in alone.recording.groups)  # no links, no joiners
+
+
+def test_a_deeper_top_tier_sells_more_not_only_costs_more():
+    ladder = load_scenario(SCENARIOS / "group_buy_ladder.toml")
+    data = ladder.model_dump(mode="json", exclude_none=True)
+    data["campaign"]["groups"]["tiers"][-1]["percent_off"] = 50.0
+    deeper = parse_scenario(data)
+    a = [r.kpis for r in replicate(ladder, 10, seed=3)]
+    b = [r.kpis for r in replicate(deeper, 10, seed=3)]
+    diff = summarize([{k: y[k] - x[k] for k in ("orders_paid", "discount_cost")}
+                      for x, y in zip(a, b, strict=True)])
+    assert diff["orders_paid"].ci_low > 0, diff["orders_paid"]  # common random numbers
+    assert diff["discount_cost"].ci_low > 0
+
+
+STEEP = {"tiers": [{"size": 2, "percent_off": 10}, {"size": 4, "percent_off": 20},
+                   {"size": 6, "percent_off": 30}, {"size": 8, "percent_off": 40},
+                   {"size": 10, "percent_off": 50}],
+         "window_hours": 3, "leader_reward": 5.0}
+
+
+def steep_ladder(budget: float, **campaign: Any):
+    """The issue's overrun case: a 2→10-person ladder, 10%→50% off, a 5,000-yuan budget;
+    strangers pile into open groups so many climb to the top while the budget runs out."""
+    return scenario(rate=400, hours=8, subsidy_budget=budget,
+                    segment={"group_propensity": 0.9, "share_propensity": 0.5,
+                             "base_conversion": 0.2, "price_sensitivity": 2.0},
+                    groups=STEEP, behaviour={"look_share": 0.9, "members_share": True},
+                    referral={**REFERRAL, "invite_delay_minutes": 20},
+                    coupons=[{"id": "c10", "value": 10, "min_spend": 50, "pool": 30}],
+                    first_orders_gift={"count": 20, "gift_cost": 3.0}, **campaign)
+
+
+def test_the_budget_holds_in_every_replication_of_a_steep_ladder():
+    runs = replicate(steep_ladder(5000), 40, seed=1)
+    spent = [r.kpis["subsidy_spent"] for r in runs]
+    assert max(spent) <= 5000, max(spent)
+    # The budget binds: holds for worst cases (a 50%-off top tier, rewards, a coupon, a gift)
+    # stop new subsidies while some of it is still unspent, so most but not all is spent.
+    assert min(spent) > 3000
+    assert all(r.kpis["top_tier_rate"] > 0 for r in runs)  # groups do climb the ladder
+    unlimited = simulate_once(steep_ladder(1e9), 1).kpis
+    assert unlimited["subsidy_spent"] > 3 * 5000  # without the cap it would be far more
+
+
+def test_budget_policy_stop_selling_sells_nothing_past_the_budget():
+    listed = simulate_once(steep_ladder(5000), 4).kpis
+    stopped = simulate_once(steep_ladder(5000, budget_policy="stop_selling"), 4).kpis
+    assert stopped["subsidy_spent"] <= 5000 and listed["subsidy_spent"] <= 5000
+    # at list price the sale goes on without subsidy; stopped, it sells far less
+    assert stopped["orders_paid"] < listed["orders_paid"]
+    assert stopped["gmv"] - stopped["revenue"] == pytest.approx(stopped["subsidy_spent"]
+                                                                - stopped["reward_cost"]
+                                                                - stopped["gift_cost"])

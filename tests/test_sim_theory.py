@@ -21,7 +21,8 @@ from sim.model import sample_arrivals
 
 def scenario(*, phases: list[tuple[str, float, float]], segment: dict[str, Any] | None = None,
              stock: int = 1_000_000, groups: dict[str, Any] | None = None,
-             referral: dict[str, Any] | None = None, **campaign: Any):
+             referral: dict[str, Any] | None = None,
+             behaviour: dict[str, Any] | None = None, **campaign: Any):
     """A one-SKU scenario: phases are (name, hours, arrivals per hour)."""
     seg = {"name": "all", "share": 1.0, "base_conversion": 1.0, "price_sensitivity": 0.0,
            "pay_probability": 1.0, **(segment or {})}
@@ -35,6 +36,8 @@ def scenario(*, phases: list[tuple[str, float, float]], segment: dict[str, Any] 
         data["campaign"]["groups"] = groups
     if referral is not None:
         data["audience"]["referral"] = referral
+    if behaviour is not None:
+        data["audience"]["groups"] = behaviour
     return parse_scenario(data, "theory")
 
 
@@ -69,20 +72,24 @@ def test_arrivals_follow_each_phase_rate():
 
 
 def test_group_completion_probability_matches_poisson_joiners():
-    # One SKU, everybody buys in a group and pays at once: the joiners of a group are a
-    # Poisson process of rate lam, so P(complete) = P(Poisson(lam * T) >= n - 1).
+    # One SKU, everybody buys in a group, pays at once and looks for an open group first
+    # (look_share 1, the oldest first): the joiners of a group are a Poisson process of rate
+    # lam, so P(complete) = P(Poisson(lam * T) >= n - 1). Changed with issue 8: strangers look
+    # for a group only with look_share (default 0.5), so the test sets it to 1 — the model
+    # before issue 8 had every stranger join the oldest open group.
     lam, window, size = 2.0, 1.0, 3
     sc = scenario(phases=[("all", 150.0, lam)],
                   segment={"group_propensity": 1.0},
                   groups={"tiers": [{"size": size, "percent_off": 20}], "window_hours": window},
+                  behaviour={"look_share": 1.0, "choice": "oldest"},
                   payment_timeout_minutes=0.03)
     theory = 1 - stats.poisson.cdf(size - 2, lam * window)
     rates = []
     for run in replicate(sc, 30, seed=3, record=True):
         assert run.recording is not None
         # groups opened near the end see no joiners after the sale closes: leave them out
-        groups = [g for g in run.recording.groups if g[0] < 150.0 - window - 0.01]
-        rates.append({"p": sum(g[4] == "completed" for g in groups) / len(groups)})
+        groups = [g for g in run.recording.groups if g.opened < 150.0 - window - 0.01]
+        rates.append({"p": sum(g.outcome == "completed" for g in groups) / len(groups)})
     s = summarize(rates)["p"]
     assert inside(s, theory), (theory, s)
 
@@ -99,7 +106,8 @@ def test_mean_referral_cascade_size(depth_cap: int, expected: float):
     summary = summarize([r.kpis for r in runs])
     assert inside(summary["mean_referral_tree_size"], expected), summary["mean_referral_tree_size"]
     # K-factor = invitee buyers per buyer = (S - 1) / S
-    assert inside(summary["k_factor"], (expected - 1) / expected), summary["k_factor"]
+    share = summary["invited_buyer_share"]
+    assert inside(share, (expected - 1) / expected), share
     assert max(r.kpis["max_referral_depth"] for r in runs) <= depth_cap
 
 
@@ -125,3 +133,50 @@ def test_stock_is_conserved_at_every_step():
         assert min(available, reserved, sold) >= 0
     assert run.kpis["units_sold"] + run.kpis["stock_left"] == 300
     assert math.isclose(run.kpis["units_sold"], trace[-1][4])
+
+
+@pytest.mark.parametrize("size", [2, 3])
+def test_link_only_group_completes_as_poisson_thinned_invites(size: int):
+    # No strangers (look_share 0): every first-time arrival opens a group and shares its link,
+    # sending Poisson(mu) invites; each friend arrives after an Exp(D) delay and joins with
+    # probability q. Friends who join within the window T are Poisson(mu * q * F(T)), so
+    # P(a size-k group completes) = P(Poisson(mu * q * F(T)) >= k - 1), F(T) = 1 - exp(-T/D).
+    mu, q, delay_h, window = 2.0, 0.4, 0.5, 1.0
+    hours = 100.0
+    sc = scenario(phases=[("all", hours, 5.0)],
+                  segment={"group_propensity": 1.0, "share_propensity": 1.0},
+                  groups={"tiers": [{"size": size, "percent_off": 20}], "window_hours": window},
+                  referral={"invites_per_sharer": mu, "invite_delay_minutes": delay_h * 60,
+                            "invitee_conversion": q, "depth_cap": 1},
+                  behaviour={"look_share": 0.0, "share_effort": 0.0},
+                  payment_timeout_minutes=0.03)
+    theory = stats.poisson.sf(size - 2, mu * q * (1 - math.exp(-window / delay_h)))
+    rates = []
+    for run in replicate(sc, 30, seed=17, record=True):
+        assert run.recording is not None
+        # first-time leaders only (a friend whose group had filled opens one of its own, and
+        # cannot share past the depth cap); invites stop at the sale's end
+        groups = [g for g in run.recording.groups
+                  if g.leader_depth == 0 and g.opened < hours - window - 0.01]
+        rates.append({"p": sum(g.outcome == "completed" for g in groups) / len(groups)})
+    s = summarize(rates)["p"]
+    assert inside(s, theory), (theory, s)
+
+
+@pytest.mark.parametrize(("depth_cap", "conversion"), [(1, 0.9), (100, 0.5)])
+def test_viral_coefficient_is_invites_per_buyer_times_invite_conversion(depth_cap: int,
+                                                                         conversion: float):
+    # Every buyer shares Poisson(1) invites, each converting with probability R: the viral
+    # coefficient K is R whatever the depth cap (before issue 8 the "k_factor" reported 0.47
+    # for R = 0.9, cap 1: the share of buyers who were invited). Amplification (all buyers per
+    # organic buyer) is 1 + R with cap 1 and 1/(1 - R) without one. Payments and invites are
+    # near-instant, so the invites lost at the sale's end do not bias K visibly.
+    sc = scenario(phases=[("all", 40.0, 25.0)], segment={"share_propensity": 1.0},
+                  referral={"invites_per_sharer": 1.0, "invite_delay_minutes": 0.1,
+                            "invitee_conversion": conversion, "depth_cap": depth_cap},
+                  payment_timeout_minutes=0.03)
+    s = summarize([r.kpis for r in replicate(sc, 40, seed=23)])
+    assert inside(s["viral_coefficient"], conversion), s["viral_coefficient"]
+    amplification = 1 + conversion if depth_cap == 1 else 1 / (1 - conversion)
+    assert inside(s["amplification"], amplification), s["amplification"]
+    assert inside(s["invite_conversion"], conversion), s["invite_conversion"]

@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 from campaign import Scenario, ScenarioError
 from groupbuy.cli import main
 from sim import simulate_once
-from sim.executor import DaskExecutor, LocalExecutor
-from sim.plan_params import Param, parse_constraint, parse_param
-from sim.plan_runs import simulate_kpis
-from sim.sweep import design_points, plan_sweep, run_sweep
+from sim.studies.executor import DaskExecutor, LocalExecutor
+from sim.studies.params import Param, parse_constraint, parse_param
+from sim.studies.runs import simulate_kpis
+from sim.studies.sweep import design_points, plan_sweep, run_sweep
 
 SMALL_TOML = """\
 [campaign]

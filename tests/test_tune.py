@@ -18,10 +18,10 @@ from test_sweep import SMALL, SMALL_TOML
 import groupbuy.commands.tune as tune_cmd
 from campaign import Scenario, ScenarioError
 from groupbuy.cli import main
-from sim.executor import LocalExecutor
-from sim.plan_params import Objective, parse_constraint, parse_param
-from sim.plan_runs import Model
-from sim.tune import TuneSettings, pareto_front, run_tune
+from sim.studies.executor import LocalExecutor
+from sim.studies.params import Objective, parse_constraint, parse_param
+from sim.studies.runs import Model
+from sim.studies.tune import TuneSettings, pareto_front, run_tune
 
 WINDOW = "campaign.groups.window_hours"
 TOP_OFF = "campaign.groups.tiers[1].percent_off"
@@ -177,8 +177,10 @@ def test_cli_mistakes_are_one_line_and_exit_2(
 
 def test_cli_tune_runs_and_resumes_the_real_model(
         capsys: pytest.CaptureFixture[str], small_file: Path, tmp_path: Path) -> None:
+    # The constraint only has to be feasible: since issue 8 (strangers look for a group with
+    # look_share 0.5, friends join by links) the small sale completes about 46% of its groups.
     argv = ["tune", str(small_file), "--param", f"{TOP_OFF}=25:45", "--objective", "profit",
-            "--constraint", "group_completion_rate>=0.5", "--replications", "2",
+            "--constraint", "group_completion_rate>=0.3", "--replications", "2",
             "--fresh-replications", "3", "--jobs", "1", "--study", "cli",
             "--out", str(tmp_path / "o")]
     assert main([*argv, "--trials", "4"]) == 0

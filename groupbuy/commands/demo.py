@@ -40,7 +40,7 @@ def _demo(args: argparse.Namespace) -> int:
     from loadtests.harness import run_loadtest, summary_lines
     from loadtests.server import ServerStartError
     from sim import load_simulatable, run_simulation
-    from sim.report import kpi_table
+    from sim.report import detail_rows, kpi_table
 
     scenario_path = args.scenario or str(DEFAULT_SCENARIO)
     scenario = load_simulatable(scenario_path)  # a bad file fails before a folder is made
@@ -49,7 +49,7 @@ def _demo(args: argparse.Namespace) -> int:
           flush=True)
     sim = run_simulation(scenario_path, replications=args.replications, seed=args.seed,
                          out_dir=out / "simulation", progress=True)
-    print(kpi_table(sim.summary))
+    print(kpi_table(sim.summary, detail_rows(sim.scenario, sim.results)))
     curve = (scenario.load is None or scenario.load.arrivals == "simulation")
     print(f"\n2/2 load-testing the reference server (SQLite, {args.workers} workers) with "
           f"{'the simulated arrival curve' if curve else 'the [load] phases'} …", flush=True)

@@ -33,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sim import KPI_NAMES
-    from sim.plan_params import check_kpi, parse_param
-    from sim.sensitivity import DEFAULT_PLOT_KPIS, plan_sensitivity, run_sensitivity
+    from sim.studies.params import check_kpi, parse_param
+    from sim.studies.sensitivity import DEFAULT_PLOT_KPIS, plan_sensitivity, run_sensitivity
 
     data = read_scenario_data(args.scenario)
     params = [parse_param(p, "--param") for p in args.param]

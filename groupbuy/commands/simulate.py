@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sim import load_simulatable, run_simulation
-    from sim.report import kpi_table
+    from sim.report import detail_rows, kpi_table
 
     load_simulatable(args.scenario)  # a bad file fails before a folder is made
     out = run_dir(args.scenario, args.out)
@@ -35,6 +35,6 @@ def run(args: argparse.Namespace) -> int:
                             out_dir=out, progress=True)
     print(f"{result.scenario.campaign.name}: {args.replications} replication(s), "
           f"seed {args.seed}, {result.seconds:.1f} s")
-    print(kpi_table(result.summary))
+    print(kpi_table(result.summary, detail_rows(result.scenario, result.results)))
     print(f"\nresults: {out}  (open report.html)")
     return 0

@@ -12,7 +12,7 @@ from groupbuy.cli import UsageError
 from groupbuy.commands._common import add_scenario_arg, number, run_dir
 
 if TYPE_CHECKING:
-    from sim.executor import Executor
+    from sim.studies.executor import Executor
 
 
 def add_executor_args(p: argparse.ArgumentParser) -> None:
@@ -25,7 +25,7 @@ def add_executor_args(p: argparse.ArgumentParser) -> None:
 
 def open_executor(args: argparse.Namespace) -> Executor:
     """The executor the arguments ask for; a one-line usage error if it cannot be used."""
-    from sim.executor import ExecutorError, make_executor
+    from sim.studies.executor import ExecutorError, make_executor
 
     try:
         return make_executor(args.executor, args.jobs)
@@ -54,8 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sim import KPI_NAMES
-    from sim.plan_params import check_kpi, format_params, parse_constraint, parse_param
-    from sim.sweep import plan_sweep, run_sweep
+    from sim.studies.params import check_kpi, format_params, parse_constraint, parse_param
+    from sim.studies.sweep import plan_sweep, run_sweep
 
     data = read_scenario_data(args.scenario)
     params = [parse_param(v, "--vary") for v in args.vary]

@@ -14,7 +14,7 @@ from groupbuy.commands._common import RESULTS, add_scenario_arg, number, run_dir
 from groupbuy.commands.sweep import add_executor_args, open_executor
 
 if TYPE_CHECKING:
-    from sim.tune import TuneSettings
+    from sim.studies.tune import TuneSettings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,8 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sim import KPI_NAMES
-    from sim.plan_params import parse_constraint, parse_objective, parse_param
-    from sim.tune import TuneSettings, check_settings, check_study_name, run_tune
+    from sim.studies.params import parse_constraint, parse_objective, parse_param
+    from sim.studies.tune import TuneSettings, check_settings, check_study_name, run_tune
 
     data = read_scenario_data(args.scenario)
     settings = TuneSettings(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +13,9 @@ import numpy as np
 from scipy.stats import qmc
 
 from campaign.errors import ScenarioError
-from sim.executor import Executor
-from sim.plan_params import (
+from sim.stats import summarize
+from sim.studies.executor import Executor
+from sim.studies.params import (
     Constraint,
     Param,
     check_bounds,
@@ -22,7 +23,16 @@ from sim.plan_params import (
     feasible,
     scenario_points,
 )
-from sim.plan_runs import Model, RunOutcome, ok_rows, run_points, simulate_kpis, write_csv
+from sim.studies.plots import sweep_plots
+from sim.studies.runs import (
+    Model,
+    PointResult,
+    SweepResult,
+    ok_rows,
+    run_points,
+    simulate_kpis,
+    write_csv,
+)
 
 DEFAULT_PLOT_KPIS = ("gross_profit", "profit", "group_completion_rate", "orders_paid",
                      "subsidy_spent", "roi")
@@ -53,37 +63,6 @@ def design_points(params: Sequence[Param], design: str, samples: int,
         unit = qmc.LatinHypercube(d=len(params), rng=np.random.default_rng(seed)).random(samples)
         return [{p.key: p.at(u) for p, u in zip(params, row, strict=True)} for row in unit]
     raise ScenarioError("--design", [f"unknown design {design!r}; use grid or lhs"])
-
-
-@dataclass
-class PointResult:
-    """One sweep point: its parameters, its runs, and the summary of the KPIs over them."""
-
-    index: int
-    params: dict[str, Any]
-    runs: list[RunOutcome]
-    summary: dict[str, Any] = field(default_factory=dict)  # KPI -> sim.KpiSummary
-    feasible: bool | None = None
-
-    @property
-    def failed(self) -> list[RunOutcome]:
-        return [o for o in self.runs if o.error is not None]
-
-    def mean(self, kpi: str) -> float:
-        return float(self.summary[kpi].mean)
-
-
-@dataclass
-class SweepResult:
-    points: list[PointResult]
-    params: list[Param]
-    constraints: list[Constraint]
-    out_dir: Path
-    files: list[Path] = field(default_factory=list)
-
-    @property
-    def failures(self) -> list[tuple[PointResult, RunOutcome]]:
-        return [(p, o) for p in self.points for o in p.failed]
 
 
 @dataclass
@@ -119,9 +98,6 @@ def run_sweep(plan: SweepPlan, *, executor: Executor, out_dir: Path,
               progress: bool = True) -> SweepResult:
     """Run points x replications through `executor` (common random numbers); write
     `points.csv`, `runs.csv` and the plots into `out_dir`."""
-    from sim import summarize
-    from sim.plan_plots import sweep_plots
-
     outcomes = run_points(plan.scenarios, plan.source, replications=plan.replications,
                           seed=plan.seed, executor=executor, model=model, progress=progress,
                           desc=f"sweep {len(plan.points)} points x {plan.replications}")

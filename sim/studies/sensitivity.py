@@ -25,9 +25,16 @@ from SALib.sample import morris as morris_sample
 from SALib.sample import sobol as sobol_sample
 
 from campaign.errors import ScenarioError
-from sim.executor import Executor
-from sim.plan_params import Param, check_bounds, check_unique_keys, format_params, scenario_points
-from sim.plan_runs import Model, mean_kpis, run_points, simulate_kpis, write_csv
+from sim.studies.executor import Executor
+from sim.studies.params import (
+    Param,
+    check_bounds,
+    check_unique_keys,
+    format_params,
+    scenario_points,
+)
+from sim.studies.plots import indices_plot
+from sim.studies.runs import Model, mean_kpis, run_points, simulate_kpis, write_csv
 
 METHODS = ("sobol", "morris")
 DEFAULT_PLOT_KPIS = ("gross_profit", "profit", "group_completion_rate", "subsidy_spent")
@@ -107,8 +114,6 @@ def run_sensitivity(plan: SensitivityPlan, *, executor: Executor, out_dir: Path,
                     progress: bool = True) -> SensitivityResult:
     """Run every point, analyse each KPI; write indices.csv, indices.json and one bar plot
     per plotted KPI. A failed run stops the analysis (every point is needed)."""
-    from sim.plan_plots import indices_plot
-
     outcomes = run_points(plan.scenarios, plan.source, replications=plan.replications,
                           seed=plan.seed, executor=executor, model=model, progress=progress,
                           desc=f"{plan.method} {len(plan.points)} points x {plan.replications}")

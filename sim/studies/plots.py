@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import matplotlib
 
@@ -13,8 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-if TYPE_CHECKING:
-    from sim.sweep import PointResult, SweepResult
+from sim.model import MONEY_KPIS
+from sim.studies.runs import PointResult, SweepResult
 
 MAX_LINES = 8
 
@@ -23,6 +23,16 @@ def _short(key: str) -> str:
     """`campaign.groups.tiers[1].percent_off` -> `tiers[1].percent_off` for axis labels."""
     parts = key.split(".")
     return ".".join(parts[-2:]) if len(parts) > 2 else key
+
+
+def _kpi(name: str) -> str:
+    """A KPI's name with its unit: money is in yuan."""
+    return f"{name} (yuan)" if name in MONEY_KPIS else name
+
+
+def _cell(v: float) -> str:
+    """A heat-map cell: 36.9k rather than 3.69e+04."""
+    return f"{v / 1000:.1f}k" if abs(v) >= 1000 else f"{v:.3g}"
 
 
 def _grid(n: int) -> tuple[plt.Figure, list[plt.Axes]]:
@@ -99,7 +109,7 @@ def _kpi_vs_param(points: Sequence[PointResult], key: str, others: list[str],
             err = np.array([[v.mean - v.ci_low for v in s], [v.ci_high - v.mean for v in s]])
             ax.errorbar(x, mean, yerr=err, fmt="o", ms=3, capsize=2, alpha=0.8)
         ax.set_xlabel(_short(key))
-        ax.set_title(kpi, fontsize=9)
+        ax.set_title(_kpi(kpi), fontsize=9)
         ax.grid(alpha=0.3)
     fig.suptitle(f"KPI means vs {_short(key)} (bands/bars: 95% CI)", fontsize=10)
     return _save(fig, path)
@@ -126,7 +136,7 @@ def _heatmaps(points: Sequence[PointResult], kx: str, ky: str, kpis: Sequence[st
             if z.size <= 64:
                 for (r, c), v in np.ndenumerate(z):
                     if not np.isnan(v):
-                        ax.text(c, r, f"{v:.3g}", ha="center", va="center", fontsize=6,
+                        ax.text(c, r, _cell(v), ha="center", va="center", fontsize=7,
                                 color="white")
         else:
             im = ax.scatter([p.params[kx] for p in points], [p.params[ky] for p in points],
@@ -134,7 +144,7 @@ def _heatmaps(points: Sequence[PointResult], kx: str, ky: str, kpis: Sequence[st
         fig.colorbar(im, ax=ax, shrink=0.8)
         ax.set_xlabel(_short(kx))
         ax.set_ylabel(_short(ky))
-        ax.set_title(kpi, fontsize=9)
+        ax.set_title(_kpi(kpi), fontsize=9)
     fig.suptitle("KPI means over two parameters", fontsize=10)
     return _save(fig, path)
 
@@ -166,7 +176,7 @@ def _feasible(points: Sequence[PointResult], keys: list[str], sweep: SweepResult
                        label=f"{label} ({len(group)})")
         ax.axhline(c.bound, color="grey", linestyle="--", label=str(c))
         ax.set_xlabel(_short(key))
-        ax.set_ylabel(c.kpi)
+        ax.set_ylabel(_kpi(c.kpi))
         ax.legend(fontsize=7)
     fig.suptitle(f"Feasible region: {rule}", fontsize=10)
     return _save(fig, path)
@@ -186,8 +196,8 @@ def pareto_plot(trials: Sequence[dict[str, Any]], front: Sequence[dict[str, Any]
     ordered = sorted(front, key=lambda t: t[fx])
     ax.plot([t[fx] for t in ordered], [t[fy] for t in ordered], color="black", marker="o",
             label=f"Pareto front ({len(front)})")
-    ax.set_xlabel(fx)
-    ax.set_ylabel(fy)
+    ax.set_xlabel(_kpi(fx))
+    ax.set_ylabel(_kpi(fy))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     ax.set_title("Pareto front (feasible, non-dominated trials)", fontsize=10)
@@ -214,7 +224,7 @@ def history_plot(trials: Sequence[dict[str, Any]], objective: str, maximize: boo
             ys.append(best)
     ax.step(xs, ys, where="post", color="black", label="best feasible so far")
     ax.set_xlabel("trial")
-    ax.set_ylabel(objective)
+    ax.set_ylabel(_kpi(objective))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return _save(fig, path)
@@ -232,7 +242,7 @@ def indices_plot(rows: Sequence[dict[str, Any]], kpi: str, method: str, path: Pa
     ax.bar(x + 0.2, [r[total] for r in rows], 0.4, label=total, yerr=second_err, capsize=3)
     ax.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
     ax.axhline(0, color="black", linewidth=0.6)
-    ax.set_title(f"{method} indices: {kpi} (bars: 95% confidence)", fontsize=10)
+    ax.set_title(f"{method} indices: {_kpi(kpi)} (bars: 95% confidence)", fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)

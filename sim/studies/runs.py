@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +17,16 @@ import numpy as np
 from tqdm import tqdm
 
 from campaign.scenario import Scenario, parse_scenario
-from sim.executor import Executor
-from sim.model import child_seed
+from sim.model import child_seed, simulate_once
+from sim.stats import KpiSummary
+from sim.studies.executor import Executor
+from sim.studies.params import Constraint, Param
 
 Model = Callable[[Scenario, np.random.SeedSequence], Mapping[str, float]]
 
 
 def simulate_kpis(scenario: Scenario, seed: np.random.SeedSequence) -> dict[str, float]:
     """The campaign model: one run's KPIs."""
-    from sim import simulate_once  # the model package; imported where the run happens
-
     return dict(simulate_once(scenario, seed).kpis)
 
 
@@ -122,3 +122,36 @@ def _cell(value: Any) -> Any:
     if isinstance(value, float):
         return repr(value)
     return "" if value is None else value
+
+
+@dataclass
+class PointResult:
+    """One sweep point: its parameters, its runs, and the summary of the KPIs over them."""
+
+    index: int
+    params: dict[str, Any]
+    runs: list[RunOutcome]
+    summary: dict[str, KpiSummary] = field(default_factory=dict)
+    feasible: bool | None = None
+
+    @property
+    def failed(self) -> list[RunOutcome]:
+        return [o for o in self.runs if o.error is not None]
+
+    def mean(self, kpi: str) -> float:
+        return float(self.summary[kpi].mean)
+
+
+@dataclass
+class SweepResult:
+    """A finished sweep: every point, what was varied and constrained, the files written."""
+
+    points: list[PointResult]
+    params: list[Param]
+    constraints: list[Constraint]
+    out_dir: Path
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[tuple[PointResult, RunOutcome]]:
+        return [(p, o) for p in self.points for o in p.failed]

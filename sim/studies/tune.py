@@ -25,8 +25,10 @@ import optuna
 from tqdm import tqdm
 
 from campaign.errors import ScenarioError
-from sim.executor import Executor
-from sim.plan_params import (
+from sim.stats import summarize
+from sim.studies import plots
+from sim.studies.executor import Executor
+from sim.studies.params import (
     Constraint,
     Objective,
     Param,
@@ -36,7 +38,7 @@ from sim.plan_params import (
     format_params,
     scenario_points,
 )
-from sim.plan_runs import Model, mean_kpis, ok_rows, run_points, simulate_kpis, write_csv
+from sim.studies.runs import Model, mean_kpis, ok_rows, run_points, simulate_kpis, write_csv
 
 BATCH = 4
 """Trials asked (and run in parallel) at a time; fixed so results do not depend on workers."""
@@ -151,11 +153,9 @@ def run_tune(data: dict[str, Any], source: str, settings: TuneSettings, *, study
     result.rows = trial_rows(study, settings)
     result.files.append(out_dir / "trials.csv")
     write_csv(result.files[-1], result.rows)
-    from sim import plan_plots
-
     objectives = [o.kpi for o in settings.objectives]
     if len(objectives) == 1:
-        result.files.append(plan_plots.history_plot(
+        result.files.append(plots.history_plot(
             [r for r in result.rows if r["state"] == "COMPLETE"], objectives[0],
             settings.objectives[0].direction == "maximize", out_dir / "history.png"))
         result.best = _best(result, settings, data, source, executor, model)
@@ -167,7 +167,7 @@ def run_tune(data: dict[str, Any], source: str, settings: TuneSettings, *, study
         result.files.append(out_dir / "pareto.csv")
         write_csv(result.files[-1], result.front)
         complete = [r for r in result.rows if r["state"] == "COMPLETE"]
-        result.files.append(plan_plots.pareto_plot(complete, result.front, objectives,
+        result.files.append(plots.pareto_plot(complete, result.front, objectives,
                                                    out_dir / "pareto.png"))
     return result
 
@@ -289,8 +289,6 @@ def pareto_front(rows: Sequence[dict[str, Any]],
 
 def _best(result: TuneResult, settings: TuneSettings, data: dict[str, Any], source: str,
           executor: Executor, model: Model) -> dict[str, Any] | None:
-    from sim import summarize
-
     obj = settings.objectives[0]
     candidates = [r for r in result.feasible_rows if r["state"] == "COMPLETE"]
     if not candidates:
