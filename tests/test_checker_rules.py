@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 
 from campaign.rules import CampaignRules
-from loadtests.checker import Rules, check, render, rules_from_campaign, sale_mismatch, to_text
+from loadtests.checker import (
+    Report,
+    Rules,
+    check,
+    render,
+    rules_from_campaign,
+    sale_mismatch,
+    to_text,
+)
 from loadtests.history import History, HistoryHeader
 from loadtests.state import FinalState
 
@@ -139,7 +147,7 @@ class Run:
         return FinalState.from_json(self.ledger(), orders, list(self.groups.values()),
                                     self.claims, expiry_ran=True)
 
-    def check(self, rules: Rules | None = None, **kw: Any):  # noqa: ANN201
+    def check(self, rules: Rules | None = None, **kw: Any) -> Report:
         return check(History.of(self.ops), self.state(**kw), rules or rules_for())
 
 
@@ -170,7 +178,7 @@ def good() -> Run:
     return r
 
 
-def broken(report) -> dict[str, list[str]]:  # noqa: ANN001
+def broken(report: Report) -> dict[str, list[str]]:
     return {x.name: [render(f) for f in x.findings] for x in report.broken}
 
 

@@ -46,7 +46,7 @@ def test_distributed_mixed_traffic_against_a_running_server_then_check(
                "--processes", "2", "--duration", "8", "--rate-scale", "3", "--seed", "11",
                "--out", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    history = [json.loads(line) for line in (out / "history.jsonl").open()]
+    history = records(out / "history.jsonl")
     # Both load processes ran their half of the arrivals and their histories were merged.
     assert {r["worker"] for r in history} == {0, 1}
     assert sorted(p.name for p in out.glob("history-*.jsonl")) == ["history-0.jsonl",
@@ -60,24 +60,53 @@ def test_distributed_mixed_traffic_against_a_running_server_then_check(
     retried = Counter((r["user"], r["key"]) for r in history if r["op"] == "reserve")
     assert max(retried.values()) >= 2  # same idempotency key sent again
 
-    # The checker alone, against the same server, agrees …
-    checked = run("check", "--host", server, "--history", str(out / "history.jsonl"),
-                  "--admin-token", TOKEN, "--out", str(tmp_path / "check"))
+    # The checker alone, on the run folder, against the same server, agrees …
+    checked = run("check", str(out), "--host", server, "--admin-token", TOKEN,
+                  "--out", str(tmp_path / "check"))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "invariants: ALL HELD" in checked.stdout
     assert (tmp_path / "check" / "invariants.json").is_file()
+    # … and so it does offline, from the state.json the run saved.
+    offline = run("check", str(out), "--out", str(tmp_path / "offline"))
+    assert offline.returncode == 0 and "ALL HELD" in offline.stdout, offline.stdout
 
-    # … and a history that forgot an acknowledged order makes that order a phantom.
+    # One load process's file of the two is a partial history: nothing is called a phantom
+    # for want of the other's requests, and the verdict says it is incomplete (exit 3).
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for name in ("history-0.jsonl", "plan.json", "state.json"):
+        (partial / name).write_bytes((out / name).read_bytes())
+    half = run("check", str(partial))
+    assert half.returncode == 3, half.stdout + half.stderr
+    assert "partial history: load process(es) [1] of 2 missing" in half.stdout
+    assert "BROKEN" not in half.stdout and "INCOMPLETE" in half.stdout
+
+    # A garbage line is named, file and line, and nothing is checked (exit 2).
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "history-0.jsonl").write_text("not json\n")
+    bad = run("check", str(garbage), "--scenario", str(SCENARIOS / "default.toml"))
+    assert bad.returncode == 2
+    assert f"{garbage / 'history-0.jsonl'}: line 1 is not JSON" in bad.stderr
+
+    # A history that forgot an acknowledged order makes that order a phantom.
     first = next(r for r in history if r["op"] == "reserve" and r["outcome"] == "ok")
     cut = tmp_path / "cut" / "history.jsonl"
     cut.parent.mkdir()
-    cut.write_text("".join(json.dumps(r) + "\n" for r in history
-                           if (r["user"], r["key"]) != (first["user"], first["key"])))
-    broken = run("check", "--host", server, "--history", str(cut), "--admin-token", TOKEN,
+    heads = [line for line in (out / "history.jsonl").open() if '"header"' in line]
+    cut.write_text("".join(heads) + "".join(json.dumps(r) + "\n" for r in history
+                                            if (r["user"], r["key"]) != (first["user"],
+                                                                         first["key"])))
+    broken = run("check", "--history", str(cut), "--host", server, "--admin-token", TOKEN,
                  "--scenario", str(SCENARIOS / "default.toml"))
     assert broken.returncode == 1
     assert "BROKEN  no_phantom" in broken.stdout
     assert first["order_id"] in broken.stdout
+
+
+def records(path: Path) -> list[dict]:
+    """A history file's operation records (its header lines left out)."""
+    return [r for r in map(json.loads, path.open()) if "header" not in r]
 
 
 @pytest.mark.slow
@@ -98,17 +127,23 @@ def test_a_missed_threshold_fails_the_run_and_says_which(server: str, tmp_path: 
 
 
 @pytest.mark.slow
-def test_a_locustfile_runs_directly(server: str, tmp_path: Path) -> None:
+def test_a_locustfile_runs_directly_and_never_appends(server: str, tmp_path: Path) -> None:
     out = tmp_path / "direct"
-    proc = subprocess.run(
-        [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "flash_sale.py"),
-         "--host", server, "--admin-token", TOKEN, "--headless", "--run-dir", str(out),
-         "--schedule-seconds", "3", "--only-summary"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=ENV)
-    assert proc.returncode in (0, 1), proc.stderr[-2000:]  # 1: Locust saw failed requests
-    arrivals = json.loads((out / "arrivals-0.json").read_text())
-    assert arrivals["started"] == arrivals["scheduled"] > 50
-    assert (out / "history-0.jsonl").stat().st_size > 0
+    heads = []
+    for _ in range(2):  # the same run folder twice: the second run replaces the first's files
+        proc = subprocess.run(
+            [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "flash_sale.py"),
+             "--host", server, "--admin-token", TOKEN, "--headless", "--run-dir", str(out),
+             "--schedule-seconds", "3", "--only-summary"],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path, env=ENV)
+        assert proc.returncode in (0, 1), proc.stderr[-2000:]  # 1: Locust saw failed requests
+        arrivals = json.loads((out / "arrivals-0.json").read_text())
+        assert arrivals["started"] == arrivals["scheduled"] > 50
+        lines = (out / "history-0.jsonl").read_text().splitlines()
+        assert sum('"header"' in line for line in lines) == 1
+        heads.append(json.loads(lines[0])["header"]["run_id"])
+    assert heads[0] != heads[1]
+    assert json.loads((out / "plan.json").read_text())["run_id"] == heads[1]
 
 
 def test_a_locustfile_without_admin_token_says_so(tmp_path: Path) -> None:
@@ -200,7 +235,7 @@ def test_a_reused_output_folder_does_not_mix_the_previous_run_in(tmp_path: Path)
                               timeout=90, env=ENV, cwd=ROOT)
         assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((out / "summary.json").read_text())
-    history = [json.loads(line) for line in (out / "history.jsonl").open()]
+    history = records(out / "history.jsonl")
     assert len({(r["worker"], r["arrival"]) for r in history}) == summary["arrivals"]["started"]
     assert summary["arrivals"]["processes"] == 1
     assert summary["scenario"] == str(SCENARIOS / "flash_sale.toml")
