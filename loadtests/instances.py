@@ -349,7 +349,17 @@ class PrivatePostgres:
 
     def kill9(self) -> None:
         """Crash it: SIGKILL to the postmaster and every backend, nothing flushed."""
-        _kill9(self._cluster_pids())
+        pids = self._cluster_pids()
+        _kill9(pids)
+        # A killed postmaster lingers as a zombie until its parent (init) reaps it, and
+        # PostgreSQL takes lock files naming a zombie for a live server: wait for the reaping,
+        # and if it does not come, remove the locks (they are stale: the server is dead).
+        deadline = time.monotonic() + 10
+        while any(psutil.pid_exists(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if any(psutil.pid_exists(p) for p in pids):
+            locks = [self.data / "postmaster.pid", *self.sockets.glob(".s.PGSQL.*.lock")]
+            self._run(["rm", "-f", *map(str, locks)], timeout=10)
 
     def stop(self) -> None:
         """Stop it for good (fast shutdown, then SIGKILL); a folder it made itself is removed."""

@@ -1,6 +1,7 @@
 """The CI gate: `groupbuy loadtest` on the flash sale (15 s of arrivals, 3x the scenario's
 rates, so stock sells out mid-run) against the reference server with 2 workers must pass on
-every real store, and must fail with an oversell against the deliberately unsafe store."""
+every real store, also when the server is killed mid-run, and must fail against the
+deliberately unsafe store."""
 
 from __future__ import annotations
 
@@ -70,16 +71,17 @@ def test_gate_survives_kill9_of_the_server_on_sqlite(groupbuy_exe: str, tmp_path
     assert "kill -9 every server process" in proc.stdout
 
 
-def test_gate_fails_on_the_unsafe_store_with_an_oversell(groupbuy_exe: str,
+def test_gate_fails_on_the_unsafe_store(groupbuy_exe: str,
                                                          tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = gate(groupbuy_exe, out, f"unsafe:///{tmp_path / 'unsafe.sqlite3'}")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "FAILED" in proc.stdout
-    assert "invariant broken: no_oversell" in proc.stderr
-    assert "oversold by" in proc.stderr
+    assert "invariant broken: conservation" in proc.stderr
     report = json.loads((out / "invariants.json").read_text())
-    assert "no_oversell" in report["broken"] and "conservation" in report["broken"]
+    # Each worker writes its own stale stock figure back: the lost updates oversell, or leave
+    # buyers refused while units were free, or both (which one is up to the interleaving).
+    assert {"no_oversell", "no_wrongful_refusal"} & set(report["broken"]), report["broken"]
 
 
 @pytest.mark.postgres
