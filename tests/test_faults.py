@@ -148,3 +148,33 @@ def test_stopping_a_run_leaves_no_process_behind(groupbuy_exe: str, tmp_path: Pa
     time.sleep(0.5)
     left = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert left == [], [c.cmdline() for c in left]
+
+
+def test_a_server_that_dies_on_its_own_is_restarted_to_read_what_it_kept(
+        groupbuy_exe: str, tmp_path: Path) -> None:
+    """Not a fault the run injected: the server is killed from outside mid-run. The run reports
+    the death, restarts the server on its store to read the final state, and still checks
+    it: on SQLite nothing acknowledged is lost."""
+    out = tmp_path / "run"
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as err_fh:
+        proc = subprocess.Popen([groupbuy_exe, "loadtest", str(SCENARIOS / "flash_sale.toml"),
+                                 "--duration", "6", "--rate-scale", "2", "--out", str(out)],
+                                stdout=subprocess.DEVNULL, stderr=err_fh, env=ENV)
+    try:
+        wait_for(lambda: (out / "history-0.jsonl").exists(), 120, "the load to start")
+        time.sleep(2)
+        servers = [c for c in descendants(proc.pid) if "serve" in " ".join(c.cmdline())]
+        assert servers
+        os.killpg(os.getpgid(servers[0].pid), signal.SIGKILL)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = log.read_text()
+    assert proc.returncode == 1, err[-2000:]
+    assert "the server died during the run" in err
+    assert "restarted on the same store to read its state" in err
+    report = json.loads((out / "invariants.json").read_text())
+    assert report["verdict"] == "held", report["broken"]
+    assert report["stats"]["unknown"] > 0

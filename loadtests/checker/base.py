@@ -107,7 +107,9 @@ class Result:
     checked: int = 0
     violations: int = 0
     findings: list[Finding] = field(default_factory=list)
-    """The first MAX_EXAMPLES findings; `violations` counts them all."""
+    """The first MAX_EXAMPLES findings of each kind; `violations` counts them all."""
+    per_kind: dict[str, int] = field(default_factory=dict)
+    """How many findings of each kind (all of them, not only those kept)."""
     note: str = ""
     skipped: str | None = None
     """Why it was not checked (no final state, a partial history, no rules for it)."""
@@ -118,7 +120,9 @@ class Result:
 
     def broken(self, kind: str, /, **data: Any) -> None:
         self.violations += 1
-        if len(self.findings) < MAX_EXAMPLES:
+        seen = self.per_kind.get(kind, 0)
+        self.per_kind[kind] = seen + 1
+        if seen < MAX_EXAMPLES:  # per kind, so one kind's flood never hides another's
             self.findings.append(Finding(kind, data))
 
     def add_note(self, text: str) -> None:

@@ -30,6 +30,12 @@ templates({
     "price_unknown_sku": "order {order_id}: sku {sku} is not in the scenario",
     "price_unknown_coupon": "order {order_id}: coupon {coupon_id} is not in the scenario",
     "price": "order {order_id} of {user} ({how}): amount {seen}, but pricing says {expected}",
+    "price_group": "order {order_id} of {user} ({how}): amount {seen}, but pricing says "
+                   "{expected}",
+    "price_coupon": "order {order_id} of {user} ({how}): amount {seen}, but pricing says "
+                    "{expected}",
+    "price_unbacked_coupon": "order {order_id} of {user} ({how}): amount {seen}, but pricing "
+                             "says {expected}",
     "list_price": "order {order_id}: list_amount {seen}, but the list price of {quantity} x "
                   "{sku} is {expected}",
     "too_many_gifts": "{gifts} orders got the first-{n} gift (at most {n})",
@@ -115,10 +121,13 @@ def prices(history: History, state: FinalState, rules: Rules) -> Result:
             got = cache[key] = (q.total, q.list_total)
         total, list_total = got
         if o.amount != total:
+            unbacked = o.coupon_id is not None and coupon is None
             words = how + (f", coupon {o.coupon_id}" if coupon else "") + (
-                f", coupon {o.coupon_id} not backed by a claim of theirs" if o.coupon_id and
-                coupon is None else "") + (", time discount" if running else "")
-            res.broken("price", order_id=o.order_id, user=o.user_id, how=words, seen=o.amount,
+                f", coupon {o.coupon_id} not backed by a claim of theirs" if unbacked
+                else "") + (", time discount" if running else "")
+            kind = ("price_unbacked_coupon" if unbacked else "price_coupon" if coupon
+                    else "price_group" if o.group_id else "price")
+            res.broken(kind, order_id=o.order_id, user=o.user_id, how=words, seen=o.amount,
                        expected=total)
         if o.list_amount != list_total:
             res.broken("list_price", order_id=o.order_id, seen=o.list_amount,

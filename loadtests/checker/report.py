@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from loadtests.checker.base import TEMPLATES, Finding, Report, Result
+from loadtests.checker.base import MAX_EXAMPLES, TEMPLATES, Finding, Report, Result
 
 
 def render(f: Finding) -> str:
@@ -24,7 +24,8 @@ def result_json(r: Result) -> dict[str, Any]:
     return {"name": r.name, "description": r.description, "held": r.held,
             "skipped": r.skipped, "checked": r.checked, "violations": r.violations,
             "counterexamples": [render(f) for f in r.findings],
-            "findings": [f.to_json() for f in r.findings], "note": r.note}
+            "findings": [f.to_json() for f in r.findings], "per_kind": r.per_kind,
+            "note": r.note}
 
 
 def to_json(report: Report) -> dict[str, Any]:
@@ -54,7 +55,10 @@ def to_text(report: Report) -> str:
         lines.append(f"  {'held  ' if r.held else 'BROKEN'}  {r.name}: {r.description} "
                      f"({r.checked} checked{', ' + r.note if r.note else ''})")
         if not r.held:
-            lines.append(f"          {r.violations} violation(s); first {len(r.findings)}:")
+            shown = (f"first {len(r.findings)}" if len(r.per_kind) == 1 else
+                     f"up to {MAX_EXAMPLES} of each kind: " + ", ".join(
+                         f"{n} {k}" for k, n in sorted(r.per_kind.items())))
+            lines.append(f"          {r.violations} violation(s); {shown}:")
             lines.extend(f"          - {render(f)}" for f in r.findings)
     if report.stats:
         lines.append("history: " + ", ".join(f"{k} {v}" for k, v in report.stats.items()))

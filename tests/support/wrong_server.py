@@ -47,6 +47,7 @@ BUGS: dict[str, str] = {
     "refund_fallback": "a failed group's paid orders are refunded even under the fallback "
                        "policy",
     "racy_redis": "the Redis store checks stock outside its atomic script, then takes it",
+    "expire_500": "POST /v1/admin/expire fails with a 500 (the run must still be checked)",
 }
 
 
@@ -244,13 +245,21 @@ def _racy_redis() -> None:
                                              else original(url))
 
 
+def _expire_500() -> None:
+    from reference_server.api.routes import admin
+
+    async def broken(store: Any, clock: Any) -> tuple[int, int]:
+        raise RuntimeError("deliberately broken expiry")
+    admin.expire_now = broken
+
+
 PATCHES: dict[str, Callable[[], None]] = {
     "no_reprice": _no_reprice, "coupon_twice": _coupon_twice,
     "gift_per_worker": _gift_per_worker, "reward_failed": _reward_failed,
     "late_pay": _late_pay, "refuse_all": _refuse_all, "off_by_one_stock": _off_by_one_stock,
     "group_full_early": _group_full_early, "pool_early": _pool_early,
     "unclaimed_coupon": _unclaimed_coupon, "foreign_orders": _foreign_orders,
-    "refund_fallback": _refund_fallback, "racy_redis": _racy_redis,
+    "refund_fallback": _refund_fallback, "racy_redis": _racy_redis, "expire_500": _expire_500,
 }
 assert set(PATCHES) == set(BUGS)
 
