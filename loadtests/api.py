@@ -3,11 +3,14 @@ run expiry, and read the final state the checker needs."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
 
 from loadtests.state import FinalState
+
+READ_RETRIES = 3
 
 
 class ServerError(RuntimeError):
@@ -38,10 +41,22 @@ class AdminClient:
         self.close()
 
     def _call(self, method: str, path: str, **kw: Any) -> Any:
-        try:
-            resp = self._http.request(method, path, **kw)
-        except httpx.HTTPError as exc:
-            raise ServerError(f"{method} {self.host}{path}: {exc or type(exc).__name__}") from None
+        # Reads are retried on a broken connection: a server that crashed on the previous call
+        # (a 500) may have closed the pooled connection this one went out on.
+        tries = READ_RETRIES if method == "GET" else 1
+        for attempt in range(tries):
+            try:
+                resp = self._http.request(method, path, **kw)
+                break
+            except httpx.TransportError as exc:
+                if attempt + 1 < tries:
+                    time.sleep(0.2 * (attempt + 1))
+                    continue
+                raise ServerError(f"{method} {self.host}{path}: "
+                                  f"{exc or type(exc).__name__}") from None
+            except httpx.HTTPError as exc:
+                raise ServerError(f"{method} {self.host}{path}: "
+                                  f"{exc or type(exc).__name__}") from None
         if resp.status_code >= 300:
             code = None
             try:

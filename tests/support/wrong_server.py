@@ -33,7 +33,9 @@ BUGS: dict[str, str] = {
     "no_reprice": "members of a group that completed at a higher tier keep the smallest tier's "
                   "price",
     "coupon_twice": "a coupon's value is subtracted twice",
-    "gift_per_worker": "the first-N gift is counted per worker process",
+    "gift_per_worker": "the first-N gift is counted per worker process (shows only when more "
+                       "than one worker takes payments)",
+    "gift_per_sku": "the first-N gift is counted per SKU, not per sale",
     "reward_failed": "a failed group's leader gets the reward too",
     "late_pay": "a payment after expires_at is accepted (and the expiry sweep is slow)",
     "refuse_all": "the per-user check refuses every buyer",
@@ -100,6 +102,17 @@ def _gift_per_worker() -> None:
         counted[0] += 1  # this worker's own count, not the sale's
         gift = sale.rules.first_orders_gift
         return gift is not None and counted[0] <= gift.count
+    sql.gift_for = gift_for
+
+
+def _gift_per_sku() -> None:
+    sql = _sql()
+    counted: dict[str, int] = {}
+
+    def gift_for(sale: Any, sku: Any, paid_seq: int) -> bool:
+        counted[sku.id] = counted.get(sku.id, 0) + 1  # (one worker: the test runs one)
+        gift = sale.rules.first_orders_gift
+        return gift is not None and counted[sku.id] <= gift.count
     sql.gift_for = gift_for
 
 
@@ -255,7 +268,8 @@ def _expire_500() -> None:
 
 PATCHES: dict[str, Callable[[], None]] = {
     "no_reprice": _no_reprice, "coupon_twice": _coupon_twice,
-    "gift_per_worker": _gift_per_worker, "reward_failed": _reward_failed,
+    "gift_per_worker": _gift_per_worker, "gift_per_sku": _gift_per_sku,
+    "reward_failed": _reward_failed,
     "late_pay": _late_pay, "refuse_all": _refuse_all, "off_by_one_stock": _off_by_one_stock,
     "group_full_early": _group_full_early, "pool_early": _pool_early,
     "unclaimed_coupon": _unclaimed_coupon, "foreign_orders": _foreign_orders,
