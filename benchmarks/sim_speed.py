@@ -19,11 +19,13 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
 import simpy
 from _results import BENCH_RESULTS, write_results
 
 from campaign.scenario import Scenario, parse_scenario, read_scenario_data
 from sim import simulate_once
+from sim.model.after import Cohort, after_campaign
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_SECONDS = 20.0
@@ -59,6 +61,19 @@ def bare_loop(n: int) -> float:
     return time.perf_counter() - start
 
 
+def after_alone(scenario: Scenario, buyers: int) -> float:
+    """Seconds for the after-campaign step on a cohort of `buyers` acquired buyers."""
+    cohort = Cohort()
+    for i in range(buyers):
+        cohort.add(i, 0, i % 5, i % len(scenario.campaign.skus), 8900, 3600, 1000)
+    assert scenario.audience is not None
+    start = time.perf_counter()
+    after_campaign(cohort, scenario.audience.after_campaign,
+                   [s.name for s in scenario.audience.segments], scenario.campaign,
+                   np.random.default_rng(1), spend_fen=buyers * 5000, profit_fen=0)
+    return time.perf_counter() - start
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--arrivals", type=float, default=1_000_000)
@@ -68,13 +83,17 @@ def main() -> int:
                     help="the scenario to scale (default: scenarios/default.toml)")
     args = ap.parse_args()
     scenario = scaled_default(args.arrivals, args.scenario)
-    sim_s, bare_s, runs = [], [], []
+    sim_s, bare_s, log_s, after_s, runs = [], [], [], [], []
     for i in range(args.repeats):
         start = time.perf_counter()
         run = simulate_once(scenario, i + 1)
         sim_s.append(time.perf_counter() - start)
         runs.append(run)
         bare_s.append(bare_loop(int(run.kpis["arrivals"])))
+        start = time.perf_counter()
+        simulate_once(scenario, i + 1, events=True)
+        log_s.append(time.perf_counter() - start)
+        after_s.append(after_alone(scenario, int(run.kpis["acquired_buyers"])))
     k = [r.kpis for r in runs]
     shoppers = statistics.median(x["arrivals"] + x["invitee_arrivals"] for x in k)
     events = statistics.median(r.events for r in runs)
@@ -89,6 +108,10 @@ def main() -> int:
          f"{args.repeats})", f"{t_sim:.2f} s"),
         ("simulated shoppers per second", f"{shoppers / t_sim:,.0f}"),
         ("model SimPy events per second", f"{events / t_sim:,.0f}"),
+        ("of which after-campaign value (numpy, "
+         f"{statistics.median(x['acquired_buyers'] for x in k):,.0f} acquired buyers)",
+         f"{statistics.median(after_s) * 1000:.0f} ms"),
+        ("simulation keeping the event log (--events)", f"{statistics.median(log_s):.2f} s"),
         (f"bare SimPy loop: {n_bare:,.0f} timeouts", f"{t_bare:.2f} s"),
         ("bare SimPy timeouts per second", f"{n_bare / t_bare:,.0f}"),
         ("shoppers/s ÷ bare timeouts/s", f"{(shoppers / t_sim) / (n_bare / t_bare):.2f}"),
@@ -104,7 +127,8 @@ def main() -> int:
     print(table)
     print(machine)
     write_results("sim_speed", f"{table}\n\n{machine}", {
-        "sim_seconds": sim_s, "bare_seconds": bare_s, "rows": dict(rows),
+        "sim_seconds": sim_s, "bare_seconds": bare_s, "event_log_seconds": log_s,
+        "after_campaign_seconds": after_s, "rows": dict(rows),
         "machine": machine}, args.out)
     return 0
 

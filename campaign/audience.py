@@ -36,6 +36,9 @@ class Segment(Section):
                                     description="chance a buyer buys through a group")
     pay_probability: float = Field(default=0.9, ge=0, le=1, description="chance a reservation "
                                    "is paid before the payment timeout; the rest abandon")
+    pay_delay_minutes: float | None = Field(default=None, gt=0, le=10080, description=(
+        "mean minutes from reserving to paying, for shoppers who pay (exponential, always "
+        "before the payment timeout); default 3, at most a third of the timeout"))
     member_tier: str = "ordinary"
     quantity: int = Field(default=1, ge=1, le=1000, description="units per order")
     demand_shape: Literal["linear", "saturating", "reference"] = Field(
@@ -102,8 +105,85 @@ class GroupBehaviour(Section):
         "share of the list price still to be won at the group's next tier"))
 
 
+CHANNELS = ("invite", "group", "coupon", "flash_sale", "regular")
+"""How an acquired buyer came, first match wins: by an invite link; through a group; with a
+coupon; in a time discount (flash sale, 首小时5折); else regular."""
+
+
+class Repurchase(Section):
+    """After the campaign, for one segment's acquired buyers: a buyer is active in the first
+    period; after it stays active with `retention`, after each later period with 1 - `churn`;
+    while active it places a repurchase order in a period with chance `repurchase`.
+    Simulation only. Keys left out inherit the `[audience.after_campaign]` value."""
+
+    retention: float | None = Field(default=None, ge=0, le=1, description=(
+        "share of acquired buyers still active after the first period (the plans: 25-30% "
+        "at 30 days)"))
+    churn: float | None = Field(default=None, ge=0, le=1, description=(
+        "share of active buyers lost after each later period"))
+    repurchase: float | None = Field(default=None, ge=0, le=1, description=(
+        "chance an active buyer orders again in a period (at most one order a period)"))
+    order_value: float | None = Field(default=None, gt=0, le=1e7, description=(
+        "yuan per repurchase order at list price; default: the list value of the buyer's "
+        "campaign order"))
+
+
+class ChannelEffect(Section):
+    """Multipliers on a channel's repurchase chance and order value (1 = as the segment)."""
+
+    repurchase: float = Field(default=1.0, ge=0, le=100)
+    order_value: float = Field(default=1.0, gt=0, le=100)
+
+
+class ChannelEffects(Section):
+    """One `ChannelEffect` per acquisition channel (see CHANNELS)."""
+
+    invite: ChannelEffect = Field(default_factory=ChannelEffect)
+    group: ChannelEffect = Field(default_factory=ChannelEffect)
+    coupon: ChannelEffect = Field(default_factory=ChannelEffect)
+    flash_sale: ChannelEffect = Field(default_factory=ChannelEffect)
+    regular: ChannelEffect = Field(default_factory=ChannelEffect)
+
+
+class AfterCampaign(Section):
+    """What an acquired buyer (a `new`-segment buyer or an invitee) is worth after the
+    campaign: repurchases over `horizon_days`, in periods of `period_days`, discounted at
+    `annual_discount_rate`. Simulation only. The defaults are mid-range of the plans'
+    figures (DESIGN.md): 28% active after 30 days, about a quarter repurchasing within a year.
+    """
+
+    horizon_days: int = Field(default=360, ge=1, le=3650, description="days after the sale")
+    period_days: int = Field(default=30, ge=1, le=365, description="days per period")
+    annual_discount_rate: float = Field(default=0.10, ge=0, le=1, description=(
+        "yearly rate future margin is discounted at (0.10: 100 yuan in a year is worth 91)"))
+    margin: float | None = Field(default=None, ge=0, le=1, description=(
+        "share of a repurchase's value kept after goods cost; default: the list margin of "
+        "the SKU bought in the campaign"))
+    retention: float = Field(default=0.28, ge=0, le=1, description="see Repurchase")
+    churn: float = Field(default=0.12, ge=0, le=1, description="see Repurchase")
+    repurchase: float = Field(default=0.10, ge=0, le=1, description="see Repurchase")
+    order_value: float | None = Field(default=None, gt=0, le=1e7, description="see Repurchase")
+    segments: dict[str, Repurchase] = Field(default_factory=dict, description=(
+        "segment name -> its own values (keys left out use the ones above)"))
+    channels: ChannelEffects = Field(default_factory=ChannelEffects)
+
+    @model_validator(mode="after")
+    def _horizon(self) -> AfterCampaign:
+        if self.horizon_days < self.period_days:
+            raise ValueError(at("horizon_days", reason=f"shorter than one period "
+                                f"(period_days = {self.period_days})"))
+        return self
+
+    def for_segment(self, name: str) -> Repurchase:
+        """The segment's values with the section's defaults filled in."""
+        own = self.segments.get(name, Repurchase())
+        return Repurchase(**{k: getattr(self, k) if getattr(own, k) is None else getattr(own, k)
+                             for k in Repurchase.model_fields})
+
+
 class Audience(Section):
-    """Arrivals (per phase, or an hourly curve), segments, referral rules."""
+    """Arrivals (per phase, or an hourly curve), segments, referral rules, and what acquired
+    buyers are worth after the campaign."""
 
     arrivals_per_hour: dict[str, float] | None = Field(
         default=None, description="phase name -> arrivals per hour")
@@ -112,6 +192,7 @@ class Audience(Section):
     segments: list[Segment] = Field(min_length=1)
     referral: Referral | None = None
     groups: GroupBehaviour | None = None
+    after_campaign: AfterCampaign = Field(default_factory=AfterCampaign)
 
     @model_validator(mode="after")
     def _consistent(self) -> Audience:
@@ -134,6 +215,10 @@ class Audience(Section):
         if self.referral and self.referral.invitee_segment not in (None, *names):
             raise ValueError(at("referral", "invitee_segment",
                                 reason=f"unknown segment; segments are {names}"))
+        for name in self.after_campaign.segments:
+            if name not in names:
+                raise ValueError(at("after_campaign", "segments", name,
+                                    reason=f"unknown segment; segments are {names}"))
         return self
 
     def segment(self, name: str) -> Segment:

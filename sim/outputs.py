@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from campaign.audience import CHANNELS
 from campaign.scenario import Scenario
 from sim.model import KPI_NAMES, Recording, RunResult, sale_minutes
 from sim.stats import CONFIDENCE, KpiSummary, summarize_values
@@ -114,6 +115,21 @@ def sell_out_by_sku(scenario: Scenario, results: list[RunResult]) -> dict[str, d
     return out
 
 
+CHANNEL_METRICS = ("buyers", "cac", "ltv", "ltv_to_cac", "payback_days", "repurchase_rate")
+
+
+def value_by_channel(results: list[RunResult]) -> dict[str, dict[str, KpiSummary]]:
+    """Per acquisition channel (in `CHANNELS` order), each metric's mean and 95% CI over the
+    replications in which the channel acquired somebody."""
+    out: dict[str, dict[str, KpiSummary]] = {}
+    for name in CHANNELS:
+        rows = [r.after.channels[name] for r in results
+                if r.after is not None and name in r.after.channels]
+        if rows:
+            out[name] = {m: summarize_values([row[m] for row in rows]) for m in CHANNEL_METRICS}
+    return out
+
+
 def referral_trees(recs: list[Recording]) -> dict[str, dict[str, float]]:
     """Mean referral trees per replication by depth and by size (buyers in the tree)."""
     by_depth: Counter[int] = Counter(d for r in recs for _, d in r.trees)
@@ -138,6 +154,8 @@ def write_summary_json(path: Path, *, scenario: Scenario, scenario_path: str, se
         "group_outcomes_per_replication": group_outcomes(results),
         "sell_out_by_sku": sell_out_by_sku(scenario, results),
         "referral_trees_per_replication": referral_trees(recs) if recs else {},
+        "after_campaign_by_channel": {c: {m: s.as_dict() for m, s in ms.items()}
+                                      for c, ms in value_by_channel(results).items()},
         "mean_simpy_events": float(np.mean([r.events for r in results])),
         **extra,
     }

@@ -10,10 +10,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # the backend is chosen first
 import numpy as np
 
+from campaign.audience import CHANNELS
 from campaign.scenario import Scenario
 from sim.model import Recording, RunResult
 from sim.outputs import group_outcomes, mean_series, outcome_label, recordings
-from sim.stats import KpiSummary
+from sim.stats import CONFIDENCE, KpiSummary
 
 MAX_BINS = 480
 """Per-minute series longer than this are summed into coarser bins so the bars stay readable."""
@@ -24,6 +25,8 @@ PLOT_FILES = {
     "group_outcomes.png": "Groups by the tier they reached (share of all groups on the bars)",
     "referral_depth.png": "Referral trees by depth",
     "money_waterfall.png": "Money: from GMV to profit",
+    "value_curves.png": "After the campaign: cumulative value per acquired buyer by channel "
+                        "(mean, 95% CI band), against the channel's CAC (dashed)",
 }
 
 
@@ -143,6 +146,45 @@ def plot_money_waterfall(path: Path, summary: dict[str, KpiSummary], fixed_cost:
     _save(fig, path)
 
 
+def plot_value_curves(path: Path, results: list[RunResult]) -> None:
+    """Per channel: the mean over replications of the cumulative value per acquired buyer by
+    day after the sale (campaign order at list margin + discounted repurchase margin), a 95%
+    Student-t band, and the channel's mean CAC as a dashed line of the same colour."""
+    from scipy import stats
+
+    from sim.report import CHANNEL_LABELS
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    drawn = False
+    for name in CHANNELS:
+        runs = [r.after for r in results if r.after is not None and name in r.after.curves]
+        if not runs:
+            continue
+        curves = np.array([a.curves[name] for a in runs])
+        days = np.arange(curves.shape[1])
+        mean = curves.mean(axis=0)
+        line, = ax.plot(days, mean, label=f"{CHANNEL_LABELS.get(name, name)} "
+                        f"({np.mean([a.channels[name]['buyers'] for a in runs]):.0f} buyers)")
+        if len(runs) > 1:
+            half = (stats.t.ppf(0.5 + CONFIDENCE / 2, len(runs) - 1)
+                    * curves.std(axis=0, ddof=1) / np.sqrt(len(runs)))
+            ax.fill_between(days, mean - half, mean + half, color=line.get_color(), alpha=0.15)
+        ax.axhline(np.mean([a.channels[name]["cac"] for a in runs]), color=line.get_color(),
+                   linestyle="--", linewidth=1)
+        drawn = True
+    if drawn:
+        ax.set_xlabel("days after the sale")
+        ax.set_ylabel("cumulative value per buyer (yuan)")
+        ax.set_ylim(bottom=0)
+        ax.legend(loc="lower right", fontsize=8, title="solid: value; dashed: CAC",
+                  title_fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no acquired buyers", ha="center", va="center",
+                transform=ax.transAxes)
+    ax.set_title("Value of acquired buyers after the campaign, by channel")
+    _save(fig, path)
+
+
 def _save(fig: plt.Figure, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -158,4 +200,5 @@ def write_plots(out_dir: Path, scenario: Scenario, results: list[RunResult],
     plot_group_outcomes(out_dir / "group_outcomes.png", scenario, results)
     plot_referral_depth(out_dir / "referral_depth.png", recs)
     plot_money_waterfall(out_dir / "money_waterfall.png", summary, scenario.campaign.fixed_cost)
+    plot_value_curves(out_dir / "value_curves.png", results)
     return [out_dir / name for name in PLOT_FILES]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from tqdm import tqdm
 
@@ -16,10 +18,18 @@ def replication_seeds(seed: int, replications: int) -> list[np.random.SeedSequen
 
 
 def replicate(scenario: Scenario, replications: int, seed: int, *, progress: bool = False,
-              record: bool = False) -> list[RunResult]:
-    """Run `replications` independent replications of the scenario, in order."""
+              record: bool = False, events: bool = False,
+              each: Callable[[int, RunResult], None] | None = None) -> list[RunResult]:
+    """Run `replications` independent replications of the scenario, in order. `each(i, run)`
+    is called as each one finishes (e.g. to write its event log and let it go)."""
     if replications < 1:
         raise ValueError("replications must be at least 1")
     seeds = replication_seeds(seed, replications)
     bar = tqdm(seeds, desc="replications", unit="rep", disable=not progress, leave=False)
-    return [simulate_once(scenario, s, record=record) for s in bar]
+    out = []
+    for i, s in enumerate(bar):
+        run = simulate_once(scenario, s, record=record, events=events)
+        if each is not None:
+            each(i, run)
+        out.append(run)
+    return out

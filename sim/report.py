@@ -8,7 +8,7 @@ from pathlib import Path
 
 from campaign.scenario import Scenario
 from sim.model import RunResult
-from sim.outputs import outcome_label, sell_out_by_sku
+from sim.outputs import outcome_label, sell_out_by_sku, value_by_channel
 from sim.stats import KpiSummary, summarize_values
 
 KPI_LABELS = {
@@ -36,7 +36,19 @@ KPI_LABELS = {
     "mean_referral_tree_size": "mean referral tree size",
     "max_referral_depth": "max referral depth", "skus_sold_out": "SKUs sold out",
     "stock_left": "stock left (units)",
+    "retention": "acquired buyers active after the first period",
+    "repurchase_rate": "acquired buyers who repurchase within the horizon",
+    "repurchase_orders": "repurchase orders within the horizon",
+    "ltv": "LTV per acquired buyer (yuan)", "ltv_to_cac": "LTV ÷ CAC",
+    "payback_days": "payback (days after the sale; the horizon = not within it)",
+    "break_even_days": "break-even (days after the sale; the horizon = not within it)",
+    "break_even_daily_orders": "break-even repurchase orders per day",
+    "lifetime_profit": "profit incl. repurchases in the horizon (yuan)",
 }
+
+CHANNEL_LABELS = {"invite": "invited (came by a link)", "group": "group buy",
+                  "coupon": "coupon", "flash_sale": "flash sale (time discount)",
+                  "regular": "regular price offers"}
 
 
 def fmt(value: float) -> str:
@@ -85,6 +97,70 @@ def detail_rows(scenario: Scenario, results: list[RunResult]) -> list[Row]:
     return rows
 
 
+Cell = str | KpiSummary
+Table = tuple[str, tuple[str, ...], list[tuple[Cell, ...]], str]
+"""(title, header, rows, note) of a report table; a KpiSummary cell is shown as its mean and
+95% CI (in the terminal as mean ± half-width, to stay narrow)."""
+
+
+def value_table(scenario: Scenario, results: list[RunResult]) -> Table:
+    """The acquired buyers' value per acquisition channel: buyers, CAC, LTV, LTV ÷ CAC,
+    payback and repurchase, each as mean [95% CI] over the replications."""
+    after = scenario.audience.after_campaign if scenario.audience else None
+    horizon = after.horizon_days if after else 0
+    n = len(results)
+    rows = []
+    for name, m in value_by_channel(results).items():
+        pay = m["payback_days"]
+        never = sum(1 for r in results if r.after is not None and name in r.after.channels
+                    and r.after.channels[name]["payback_days"] >= horizon)
+        if never == pay.n:
+            payback = f"not within {horizon} d"
+        else:
+            payback = f"{pay.mean:.0f} d [{pay.ci_low:.0f}, {pay.ci_high:.0f}]"
+            if never:
+                payback += f"; {never}/{pay.n} not within"
+        rows.append((CHANNEL_LABELS.get(name, name), m["buyers"], m["cac"], m["ltv"],
+                     m["ltv_to_cac"],
+                     payback, f"{m['repurchase_rate'].mean:.0%}"))
+    note = (f"Acquired buyers (segment \"new\" and invitees) by how they came; mean [95% CI] over "
+            f"the replications that acquired somebody by that channel (of {n}). CAC = their "
+            "campaign orders' subsidy + an equal share of the rest of the campaign's spend "
+            "(fixed cost, subsidy to existing customers); LTV = campaign order at list margin "
+            f"+ discounted repurchase margin over {horizon} days; payback = the first day LTV "
+            "so far reaches CAC.")
+    header = ("channel", "buyers", "CAC (yuan)", "LTV (yuan)", "LTV ÷ CAC", "payback",
+              "repurchase")
+    return ("After the campaign: value of acquired buyers by channel", header, rows, note)
+
+
+def _cell(cell: Cell) -> str:
+    """A table cell for HTML: a summary shows its interval small, below its mean."""
+    if isinstance(cell, str):
+        return html.escape(cell)
+    return f"{fmt(cell.mean)}<br><small>[{fmt(cell.ci_low)}, {fmt(cell.ci_high)}]</small>"
+
+
+def _text(cell: Cell) -> str:
+    if isinstance(cell, str):
+        return cell
+    return f"{fmt(cell.mean)} ± {fmt((cell.ci_high - cell.ci_low) / 2)}"
+
+
+def text_table(table: Table) -> str:
+    """A report table for the terminal."""
+    title, header, cells, _ = table
+    if not cells:
+        return f"{title}: none"
+    rows = [tuple(_text(c) for c in r) for r in cells]
+    allrows = [header, *rows]
+    w = [max(len(r[i]) for r in allrows) for i in range(len(header))]
+    lines = ["  ".join(f"{c:<{w[i]}}" if i == 0 else f"{c:>{w[i]}}" for i, c in enumerate(r))
+             for r in allrows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join([f"{title} (mean ± half the 95% CI)", *lines])
+
+
 def kpi_table(summary: dict[str, KpiSummary], details: list[Row] = ()) -> str:
     """The KPI table for the terminal, then the per-SKU and per-tier rows."""
     rows = [("KPI", "mean", "95% CI"), *kpi_rows(summary), *details]
@@ -96,9 +172,15 @@ def kpi_table(summary: dict[str, KpiSummary], details: list[Row] = ()) -> str:
 
 def write_report_html(path: Path, *, title: str, facts: list[tuple[str, str]],
                       summary: dict[str, KpiSummary], figures: list[tuple[Path, str]],
-                      details: list[Row] = ()) -> None:
-    """One HTML file with the KPI table and every figure embedded as a base64 PNG."""
+                      details: list[Row] = (), tables: list[Table] = ()) -> None:
+    """One HTML file with the KPI table, any further tables and every figure embedded as a
+    base64 PNG."""
     esc = html.escape
+    extra = "".join(
+        f"<h2>{esc(t)}</h2><table><tr>{''.join(f'<th>{esc(h)}</th>' for h in head)}</tr>"
+        + "".join("<tr>" + "".join(f"<td{'' if i == 0 else ' class=n'}>{_cell(c)}</td>"
+                                   for i, c in enumerate(r)) + "</tr>" for r in rows)
+        + f"</table><p class=note>{esc(note)}</p>" for t, head, rows, note in tables)
     fact_rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in facts)
     kpis = "".join(f"<tr><td>{esc(a)}</td><td class=n>{esc(b)}</td><td class=n>{esc(c)}</td></tr>"
                    for a, b, c in [*kpi_rows(summary), *details])
@@ -114,12 +196,14 @@ table {{ border-collapse: collapse; margin: 1em 0; }}
 td, th {{ border-bottom: 1px solid #ddd; padding: 3px 10px; text-align: left; }}
 td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
 figure {{ margin: 2em 0; }} img {{ max-width: 100%; }}
-figcaption {{ color: #555; font-size: 90%; }}
+figcaption, p.note {{ color: #555; font-size: 90%; }}
+small {{ color: #666; }}
 </style></head><body>
 <h1>{esc(title)}</h1>
 <table>{fact_rows}</table>
 <h2>KPIs (mean over replications, 95% confidence interval)</h2>
 <table><tr><th>KPI</th><th>mean</th><th>95% CI</th></tr>{kpis}</table>
+{extra}
 <h2>Figures</h2>{figs}
 </body></html>
 """, encoding="utf-8")

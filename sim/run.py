@@ -17,7 +17,7 @@ from sim.outputs import (
     write_timeseries_csv,
 )
 from sim.replicate import replicate
-from sim.report import detail_rows, write_report_html
+from sim.report import detail_rows, value_table, write_report_html
 from sim.stats import KpiSummary, summarize
 
 
@@ -55,23 +55,38 @@ def check_replications(replications: int) -> None:
 
 
 def run_simulation(scenario_path: str | Path, *, replications: int, seed: int, out_dir: Path,
-                   progress: bool = True) -> SimulationRun:
+                   progress: bool = True, events: bool = False) -> SimulationRun:
     """Simulate the scenario file `replications` times and write into out_dir: summary.json,
-    kpis.csv, timeseries.csv, arrivals.csv, the PNG figures and report.html."""
+    kpis.csv, timeseries.csv, arrivals.csv, the PNG figures and report.html; with `events`,
+    also each replication's event log as events/replication-<i>.csv (`sim.events`)."""
+    from sim.events import write_events
     from sim.plots import PLOT_FILES, write_plots  # matplotlib is slow to import
 
     check_replications(replications)
     scenario = load_simulatable(scenario_path)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    event_files: list[Path] = []
+
+    def write_log(i: int, run: RunResult) -> None:
+        if run.event_log is not None:
+            path = out_dir / "events" / f"replication-{i}.csv"
+            path.parent.mkdir(exist_ok=True)
+            write_events(path, scenario, run.event_log)
+            event_files.append(path)
+            run.event_log = None  # written: a long log need not stay in memory
+
     start = time.perf_counter()
-    results = replicate(scenario, replications, seed, progress=progress, record=True)
+    results = replicate(scenario, replications, seed, progress=progress, record=True,
+                        events=events, each=write_log)
     seconds = time.perf_counter() - start
     summary = summarize([r.kpis for r in results])
     recs = recordings(results)
     run = SimulationRun(scenario, str(scenario_path), out_dir, seed, results, summary,
                         seconds=seconds)
     files = run.files
+    for path in event_files:
+        files[f"events/{path.name}"] = path
     for name in ("summary.json", "kpis.csv", "timeseries.csv", "arrivals.csv", "report.html"):
         files[name] = out_dir / name
     write_kpis_csv(files["kpis.csv"], results)
@@ -90,5 +105,6 @@ def run_simulation(scenario_path: str | Path, *, replications: int, seed: int, o
                ("sale window", f"{scenario.campaign.duration_hours:g} h"),
                ("expected first-time arrivals ∫λ(t)dt", f"{scenario.expected_arrivals():,.0f}")],
         summary=summary, details=detail_rows(scenario, results),
+        tables=[value_table(scenario, results)],
         figures=[(files[name], caption) for name, caption in PLOT_FILES.items()])
     return run

@@ -116,7 +116,7 @@ def test_simulate_prints_the_kpi_table_and_the_folder(tmp_path, capsys, double11
 def test_every_output_file_is_written(default_run: Path):
     names = {"summary.json", "kpis.csv", "timeseries.csv", "arrivals.csv", "report.html",
              "arrivals_orders.png", "stock.png", "group_outcomes.png", "referral_depth.png",
-             "money_waterfall.png"}
+             "money_waterfall.png", "value_curves.png"}
     assert names <= {p.name for p in default_run.iterdir()}
     for png in default_run.glob("*.png"):
         data = png.read_bytes()
@@ -181,7 +181,7 @@ def test_timeseries_csv_per_minute(default_run: Path):
 
 def test_report_html_is_self_contained(default_run: Path):
     html = (default_run / "report.html").read_text()
-    assert html.count('src="data:image/png;base64,') == 5
+    assert html.count('src="data:image/png;base64,') == 6
     assert not re.search(r'src="(?!data:)', html)
     assert "Double-11 tea sale" in html and "95% confidence interval" in html
 
@@ -279,7 +279,7 @@ def test_run_simulation_api_returns_the_run_and_its_files(tmp_path):
                          out_dir=tmp_path / "api", progress=False)
     assert isinstance(run, SimulationRun)
     assert run.arrivals_csv == tmp_path / "api" / "arrivals.csv" and run.arrivals_csv.exists()
-    assert all(p.exists() for p in run.files.values()) and len(run.files) == 10
+    assert all(p.exists() for p in run.files.values()) and len(run.files) == 11
     assert len(run.results) == 2 and run.summary["arrivals"].n == 2
     with pytest.raises(ValueError, match="at least 1"):
         run_simulation(SCENARIOS / "default.toml", replications=0, seed=1, out_dir=tmp_path / "x")

@@ -22,19 +22,27 @@ def register(sub: argparse._SubParsersAction) -> None:
                        "plots, report.html")
     add_scenario_arg(p)
     add_run_options(p, "results/<scenario>-<timestamp>")
+    p.add_argument("--events", action="store_true",
+                   help="also write each replication's event log, events/replication-<i>.csv "
+                   "(the format groupbuy calibrate reads; docs/calibration.md)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from sim import load_simulatable, run_simulation
-    from sim.report import detail_rows, kpi_table
+    from sim.report import detail_rows, kpi_table, text_table, value_table
 
     load_simulatable(args.scenario)  # a bad file fails before a folder is made
     out = run_dir(args.scenario, args.out)
     result = run_simulation(args.scenario, replications=args.replications, seed=args.seed,
-                            out_dir=out, progress=True)
+                            out_dir=out, progress=True, events=args.events)
     print(f"{result.scenario.campaign.name}: {args.replications} replication(s), "
           f"seed {args.seed}, {result.seconds:.1f} s")
     print(kpi_table(result.summary, detail_rows(result.scenario, result.results)))
+    print()
+    print(text_table(value_table(result.scenario, result.results)))
+    if args.events:
+        print(f"\nevent logs: {out / 'events'}/replication-0.csv … "
+              f"replication-{args.replications - 1}.csv")
     print(f"\nresults: {out}  (open report.html)")
     return 0

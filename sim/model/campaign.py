@@ -23,11 +23,14 @@ the formulas):
   Poisson(invites_per_sharer × (1 + share_effort × g)), g the discount still to be won at the
   group's next tier; each friend arrives after an exponential delay and carries the group.
   Invitees deeper than `depth_cap` are not generated.
-- Payment: with `pay_probability` a shopper pays after an exponential delay (mean
-  PAY_DELAY_MINUTES, before the payment timeout), else the reservation lapses.
+- Payment: with `pay_probability` a shopper pays after an exponential delay (mean the
+  segment's `pay_delay_minutes`, default PAY_DELAY_MINUTES capped at a third of the timeout;
+  always before the timeout), else the reservation lapses.
 - Budget: a subsidised reservation holds the worst case it can still reach and gives back
   the rest when it settles; a shopper whose worst case does not fit is handled by
   `budget_policy`. So the subsidy spent never exceeds `subsidy_budget`.
+- After the sale: the acquired buyers' repurchases, drawn at once with numpy (`after.py`).
+- Event log (`events=True`): one row per visit, reservation, payment … (`sim.events`).
 """
 
 from __future__ import annotations
@@ -39,9 +42,10 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from campaign.audience import GroupBehaviour
+from campaign.audience import CHANNELS, GroupBehaviour
 from campaign.pricing import to_cents
 from campaign.scenario import Scenario
+from sim.model.after import AFTER_KPIS, after_campaign
 from sim.model.arrivals import Uniforms, sample_arrivals
 from sim.model.behaviour import Demand, arrive_within, poisson_quantile
 from sim.model.groups import Group, GroupBook
@@ -50,18 +54,19 @@ from sim.model.perks import Perks
 from sim.model.prices import PriceBook
 from sim.model.recorder import Recorder
 from sim.model.referrals import ReferralTrees
-from sim.model.results import KPI_NAMES, Recording, RunResult, sale_minutes
+from sim.model.results import KPI_NAMES, EventLog, Recording, RunResult, sale_minutes
 from sim.model.seeds import child_seeds
 from sim.model.stock import Stock
 
 PAY_DELAY_MINUTES = 3.0
-"""Mean delay between reserving and paying, for shoppers who pay."""
+"""Mean delay between reserving and paying, for shoppers who pay, unless the segment gives
+`pay_delay_minutes` (then at most a third of the payment timeout)."""
 
 NEW_SEGMENT = "new"
 """Buyers of the segment with this name count as acquired (invitees always do)."""
 
 STREAMS = ("arrivals", "segments", "skus", "modes", "conversion", "payment", "referral",
-           "fallback", "invitees", "looks")
+           "fallback", "invitees", "looks", "after")
 """One random stream per stochastic process, spawned in this order. For common random numbers
 every first-time arrival draws its payment, sharing, invite and fallback luck up front, by
 arrival index, so a change that makes one more shopper convert does not shift everybody
@@ -73,6 +78,8 @@ class Order:
     """One shopper's order, from reservation to settlement."""
 
     pid: int
+    user: int
+    """The visitor's id in the event log (first-time arrival index, then invitees)."""
     sku: int
     seg: int
     qty: int
@@ -112,7 +119,7 @@ class _Campaign:
     (everything observed)."""
 
     def __init__(self, scenario: Scenario, seed: int | np.random.SeedSequence,
-                 record: bool, trace: bool) -> None:
+                 record: bool, trace: bool, events: bool = False) -> None:
         if scenario.audience is None:
             raise ValueError("the scenario has no [audience] section, so it cannot be simulated")
         self.scenario = scenario
@@ -124,7 +131,7 @@ class _Campaign:
         self.u_ref = Uniforms(self.rngs["referral"])
         self.u_inv = Uniforms(self.rngs["invitees"])
         self.prices = PriceBook(rules)
-        self.recorder = Recorder(lambda: env.now, record, trace)
+        self.recorder = Recorder(lambda: env.now, record, trace, events)
         self.stock = Stock([s.stock for s in rules.skus], lambda: env.now,
                            self.recorder.stock_moved)
         budget = rules.subsidy_budget
@@ -137,14 +144,19 @@ class _Campaign:
             len(rules.skus), tuple(t.size for t in rules.groups.tiers), behaviour.choice)
         self.duration = rules.duration_hours
         self.timeout = rules.payment_timeout_minutes / 60
-        self.pay_mean = min(PAY_DELAY_MINUTES / 60, self.timeout / 3)
         self.segs = audience.segments
+        self.pay_mean = [min(PAY_DELAY_MINUTES / 60, self.timeout / 3)
+                         if s.pay_delay_minutes is None else s.pay_delay_minutes / 60
+                         for s in self.segs]
         self.demand = [Demand.of(s) for s in self.segs]
         self.qty = [min(s.quantity, rules.per_user_limit) for s in self.segs]
         names = [s.name for s in self.segs]
         self.invitee_seg = 0 if ref is None or ref.invitee_segment is None else \
             names.index(ref.invitee_segment)
         self.perks = Perks(rules)
+        self.flash = [any(td.start_hour <= start < td.end_hour for td in rules.time_discounts)
+                      for start in self.prices.interval_starts]
+        self.next_user = 0
         self._worst: dict[tuple, int] = {}
         self.next_pid = 0
         self._stranger_rates()
@@ -249,21 +261,23 @@ class _Campaign:
         u_pay, u_delay = r["payment"].random((2, n))
         u_share, u_invites = r["referral"].random((2, n))
         u_fallback = r["fallback"].random(n)
-        cols = (times[keep], seg[keep], sku[keep], group[keep], interval[keep], u[keep],
-                u_look[keep], u_pay[keep], u_delay[keep], u_share[keep], u_invites[keep],
-                u_fallback[keep])
+        cols = (times[keep], np.flatnonzero(keep), seg[keep], sku[keep], group[keep],
+                interval[keep], u[keep], u_look[keep], u_pay[keep], u_delay[keep],
+                u_share[keep], u_invites[keep], u_fallback[keep])
+        self.next_user = n
+        self.visits = (times, seg, sku)
         return times, list(zip(*(c.tolist() for c in cols), strict=True))
 
     def arrivals(self, candidates: list[tuple]):
         env = self.env
-        for t, seg, sku, group, interval, u, u_look, *luck in candidates:
+        for t, user, seg, sku, group, interval, u, u_look, *luck in candidates:
             yield env.timeout(t - env.now)
-            self._decide(seg, sku, group, interval, u, u_look, luck,
+            self._decide(user, seg, sku, group, interval, u, u_look, luck,
                          self.segs[seg].base_conversion, None, None)
 
-    def _decide(self, seg: int, sku: int, group: bool, interval: int, u_conv: float,
-                u_look: float, luck: list[float], base: float, inviter: Order | None,
-                link: Group | None) -> None:
+    def _decide(self, user: int, seg: int, sku: int, group: bool, interval: int,
+                u_conv: float, u_look: float, luck: list[float], base: float,
+                inviter: Order | None, link: Group | None) -> None:
         """A shopper looks at the price it would pay, converts or leaves, and reserves."""
         tier = self.segs[seg].member_tier
         qty = self.qty[seg]
@@ -291,12 +305,17 @@ class _Campaign:
             d = 0.0
         if u_conv >= self.demand[seg].conversion(base, d):
             return
+        rec = self.recorder
+        mode = "group" if group else "single"
         if not self.stock.reserve(sku, qty):
-            self.recorder.turned_away()
+            rec.turned_away()
+            rec.event("sold_out", user, seg, sku, detail=mode)
             return
         self.next_pid += 1
-        o = Order(self.next_pid, sku, seg, qty, group, interval, discounted, *luck, hold=hold,
-                  target=target)
+        o = Order(self.next_pid, user, sku, seg, qty, group, interval, discounted, *luck,
+                  hold=hold, target=target)
+        rec.event("reserve", user, seg, sku, -1 if target is None else target.seq,
+                  detail=mode)
         if inviter is not None:
             o.depth, o.root, o.inviter = depth, inviter.root, inviter.pid
         else:
@@ -308,9 +327,10 @@ class _Campaign:
     def _pay_or_lapse(self, o: Order):
         env = self.env
         if o.u_pay < self.segs[o.seg].pay_probability:
-            delay = -self.pay_mean * math.log(1.0 - o.u_delay)
+            delay = -self.pay_mean[o.seg] * math.log(1.0 - o.u_delay)
             yield env.timeout(min(delay, 0.999 * self.timeout))
             self.recorder.paid()
+            self.recorder.event("pay", o.user, o.seg, o.sku)
             if o.group:
                 self._join(o)
             else:
@@ -319,6 +339,7 @@ class _Campaign:
         else:
             yield env.timeout(self.timeout)
             self.recorder.expired()
+            self.recorder.event("expire", o.user, o.seg, o.sku)
             self._release(o)
 
     # -- groups -----------------------------------------------------------------------------
@@ -329,6 +350,7 @@ class _Campaign:
         g = o.target
         if g is not None and g.open:
             self.recorder.group_joined()
+            self.recorder.event("group_join", o.user, o.seg, o.sku, g.seq)
             if groups.join(g, o):
                 self._close(g)
             else:
@@ -337,6 +359,7 @@ class _Campaign:
         g = groups.open(o.sku, self.env.now, rules.window_hours, o)
         o.leader = True
         self.recorder.group_opened()
+        self.recorder.event("group_open", o.user, o.seg, o.sku, g.seq)
         self.env.process(self._deadline(g, rules.window_hours))
         self._share(o, g)
 
@@ -351,6 +374,14 @@ class _Campaign:
         self.groups.close(g)
         n = len(g.members)
         tier = rules.tier_reached(n)
+        rec = self.recorder
+        leader = g.members[0]
+        if tier is not None:
+            rec.event("group_complete", leader.user, leader.seg, g.sku, g.seq,
+                      detail=str(tier.size))
+        else:
+            rec.event("group_fail", leader.user, leader.seg, g.sku, g.seq,
+                      detail=rules.failure_policy)
         if tier is not None:
             for o in g.members:
                 self._settle(o, members=n)
@@ -362,6 +393,7 @@ class _Campaign:
                     self._settle(o, members=n, fallback=True)
                 else:
                     self.recorder.refunded()
+                    self.recorder.event("refund", o.user, o.seg, o.sku, g.seq)
                     self._release(o)
             outcome = "fallback" if fallback else "refunded"
         self.recorder.group_closed(g, tier.size if tier else 0, outcome, g.members[0].depth)
@@ -379,6 +411,7 @@ class _Campaign:
         ledger, rules = self.ledger, self.rules
         ledger.release(o.hold)
         o.hold = 0
+        spent_before = ledger.spent
         self.stock.sell(o.sku, o.qty)
         perks = self.perks
         gift = perks.next_paid_gets_gift()
@@ -405,10 +438,21 @@ class _Campaign:
         ledger.book("goods_cost", to_cents(rules.skus[o.sku].unit_cost) * o.qty)
         self.recorder.kept(o.qty)
         successes = self.trees.bought(o.pid, o.depth, o.root, o.inviter)
+        if o.discounted:
+            self._rewards(o, members, fallback, successes)
+        channel = (0 if o.depth > 0 else 1 if o.group else 2 if coupon_off else
+                   3 if o.discounted and self.flash[o.interval] else 4)
+        rec = self.recorder
+        rec.event("order_kept", o.user, o.seg, o.sku, -1, -1, total / 100, CHANNELS[channel])
         if o.depth > 0 or self.segs[o.seg].name == NEW_SEGMENT:
-            self.recorder.acquired()
-        if not o.discounted:
-            return
+            rec.acquired()
+            goods = to_cents(rules.skus[o.sku].unit_cost) * o.qty
+            rec.cohort.add(o.user, o.seg, channel, o.sku, q.list_total, goods,
+                           ledger.spent - spent_before)
+
+    def _rewards(self, o: Order, members: int | None, fallback: bool, successes: int) -> None:
+        """Referral and leader rewards of a kept, subsidised order."""
+        ledger, rules = self.ledger, self.rules
         ref = self.ref
         if o.depth > 0 and ref is not None:
             reward = ref.inviter_reward + ref.invitee_reward
@@ -440,6 +484,8 @@ class _Campaign:
         mean = ref.invites_per_sharer * (1.0 + self.behaviour.share_effort * gain)
         invites = poisson_quantile(o.u_invites, mean)
         self.recorder.shared(invites)
+        self.recorder.event("share", o.user, o.seg, o.sku, -1 if g is None else g.seq,
+                            detail=str(invites))
         self.trees.sent(invites)
         mean_delay = ref.invite_delay_minutes / 60
         for _ in range(invites):
@@ -458,14 +504,18 @@ class _Campaign:
         if g is not None:
             g.pending_invites -= 1
         self.recorder.invitee_arrived()
+        user = self.next_user
+        self.next_user += 1
         u = self.u_inv
         u_conv, u_mode, u_look = u(), u(), u()
         luck = [u(), u(), u(), u(), u()]
         seg = self.invitee_seg
+        self.recorder.event("invite_arrival", user, seg, inviter.sku,
+                            -1 if g is None else g.seq, inviter.user)
         link = g if g is not None and g.open else None
         group = link is not None or (self.rules.groups is not None
                                      and u_mode < self.segs[seg].group_propensity)
-        self._decide(seg, inviter.sku, group, self.prices.interval(self.env.now), u_conv,
+        self._decide(user, seg, inviter.sku, group, self.prices.interval(self.env.now), u_conv,
                      u_look, luck, ref.invitee_conversion, inviter, link)
 
     # -- the run ----------------------------------------------------------------------------
@@ -500,8 +550,20 @@ class _Campaign:
                 open_groups=open_groups, stock=stock.sum(axis=1), stock_by_sku=stock,
                 groups=list(rec.groups), trees=self.trees.sizes_and_depths(),
                 stock_trace=rec.stock_trace)
-        return RunResult(self._kpis(len(times)), self.env.processed,
-                         list(self.stock.sold_out_at), dict(rec.group_outcomes), recording)
+        kpis = self._kpis(len(times))
+        fixed = to_cents(self.rules.fixed_cost)
+        after = after_campaign(rec.cohort, self.scenario.audience.after_campaign,
+                               [s.name for s in self.segs], self.rules, self.rngs["after"],
+                               spend_fen=self.ledger.spent + fixed,
+                               profit_fen=round(kpis["profit"] * 100))
+        kpis.update(after.kpis)
+        log = None
+        if rec.events is not None:
+            log = EventLog(self.visits, rec.events, after.repurchases, list(rec.cohort.user),
+                           list(rec.cohort.seg), list(rec.cohort.sku),
+                           [CHANNELS[c] for c in rec.cohort.channel])
+        return RunResult(kpis, self.env.processed, list(self.stock.sold_out_at),
+                         dict(rec.group_outcomes), recording, after, log)
 
     def _kpis(self, arrivals: int) -> dict[str, float]:
         c: dict[str, float] = {k: float(v) for k, v in self.recorder.counts.items()}
@@ -543,13 +605,14 @@ class _Campaign:
         c["max_referral_depth"] = float(max((d for _, d in sizes), default=0))
         c["skus_sold_out"] = float(sum(h is not None for h in self.stock.sold_out_at))
         c["stock_left"] = float(sum(self.stock.available))
-        return {k: float(c.get(k, 0.0)) for k in KPI_NAMES}
+        return {k: float(c.get(k, 0.0)) for k in KPI_NAMES if k not in AFTER_KPIS}
 
 
 def simulate_once(scenario: Scenario, seed: int | np.random.SeedSequence, *,
-                  record: bool = False, trace: bool = False) -> RunResult:
+                  record: bool = False, trace: bool = False, events: bool = False) -> RunResult:
     """Simulate one replication of the campaign. The same seed gives the same numbers.
 
     `record=True` also keeps the per-minute series, group records and referral trees the
-    output files need; `trace=True` records that and the stock after every movement."""
-    return _Campaign(scenario, seed, record, trace).run()
+    output files need; `trace=True` records that and the stock after every movement;
+    `events=True` keeps the event log (`sim.events.write_events` writes it)."""
+    return _Campaign(scenario, seed, record, trace, events).run()

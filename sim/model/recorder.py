@@ -1,8 +1,8 @@
 """The one place that observes the model: every event a run reports goes through a method here.
 
 It counts what the KPIs need in every run and, for recorded runs, keeps the times and the
-per-group records the output files need. An event log (one line per event) is one more list
-appended to in these methods.
+per-group records the output files need. With `events=True` it also keeps the event log: one
+row per event (`sim.events` documents the format and writes it), appended by `event`.
 """
 
 from __future__ import annotations
@@ -10,15 +10,24 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
+from sim.model.after import Cohort
 from sim.model.groups import Group
 from sim.model.results import GroupRecord
+
+EventRow = tuple[float, str, int, int, int, int, int, float, str]
+"""(hour, kind, user, segment, sku, group, inviter, amount in yuan, detail); -1 / nan / ""
+where a field does not apply."""
 
 
 class Recorder:
     """Counters for every run; times, group records and the stock trace when recording."""
 
-    def __init__(self, clock: Callable[[], float], record: bool, trace: bool) -> None:
+    def __init__(self, clock: Callable[[], float], record: bool, trace: bool,
+                 events: bool = False) -> None:
         self._clock = clock
+        self.events: list[EventRow] | None = [] if events else None
+        self.cohort = Cohort()
+        """The acquired buyers (after-campaign value needs them in every run)."""
         self.record = record or trace
         self.trace = trace
         self.counts: Counter[str] = Counter()
@@ -29,6 +38,13 @@ class Recorder:
         self.payment_times: list[float] = []
         self.groups: list[GroupRecord] = []
         self.stock_trace: list[tuple[float, int, int, int, int]] = []
+
+    def event(self, kind: str, user: int, seg: int = -1, sku: int = -1, group: int = -1,
+              inviter: int = -1, amount: float = float("nan"), detail: str = "") -> None:
+        """One row of the event log (kept only with `events=True`)."""
+        if self.events is not None:
+            self.events.append((self._clock(), kind, user, seg, sku, group, inviter, amount,
+                                detail))
 
     # -- shoppers ---------------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from sim.model.after import AFTER_KPIS, AfterValue
+
 KPI_NAMES: tuple[str, ...] = (
     "arrivals", "invitee_arrivals", "visitor_conversion", "buyers", "organic_buyers",
     "invited_buyers", "orders_paid", "units_sold", "turned_away", "expired_reservations",
@@ -18,13 +20,15 @@ KPI_NAMES: tuple[str, ...] = (
     "gross_profit", "profit", "acquired_buyers", "cost_per_acquired_buyer", "roi",
     "invites_sent", "invite_conversion", "viral_coefficient", "amplification",
     "invited_buyer_share", "mean_referral_tree_size", "max_referral_depth", "skus_sold_out",
-    "stock_left",
+    "stock_left", *AFTER_KPIS,
 )
-"""Every run reports these, in this order; money in yuan."""
+"""Every run reports these, in this order; money in yuan. The last ones (`AFTER_KPIS`) are
+the acquired buyers' value after the campaign (`after.py`)."""
 
 MONEY_KPIS = frozenset({"gmv", "revenue", "goods_cost", "discount_cost", "reward_cost",
                         "coupon_cost", "gift_cost", "subsidy_spent", "subsidy_budget_left",
-                        "gross_profit", "profit", "cost_per_acquired_buyer"})
+                        "gross_profit", "profit", "cost_per_acquired_buyer", "ltv",
+                        "lifetime_profit"})
 
 
 class GroupRecord(NamedTuple):
@@ -65,6 +69,23 @@ class Recording:
 
 
 @dataclass
+class EventLog:
+    """A run's event log before it is written (`sim.events` writes and documents it): the
+    first-time visits as arrays, the other events as rows in time order, the repurchases,
+    and the acquired buyers (user, segment, SKU, channel)."""
+
+    visits: tuple[np.ndarray, np.ndarray, np.ndarray]
+    """(hour, segment index, SKU index) of every first-time arrival; its user id is its index."""
+    rows: list[tuple]
+    repurchases: tuple[np.ndarray, np.ndarray, np.ndarray]
+    """(index into the acquired buyers, day after the sale, order value in yuan)."""
+    buyers: list[int]
+    buyer_segments: list[int]
+    buyer_skus: list[int]
+    buyer_channels: list[str]
+
+
+@dataclass
 class RunResult:
     """One replication: every KPI, per-SKU sell-out hours (None: not sold out), groups per
     outcome (`tier <size>`, `failed`), the SimPy event count and, if asked, the recording."""
@@ -74,6 +95,9 @@ class RunResult:
     sell_out: list[float | None] = field(default_factory=list)
     group_outcomes: dict[str, int] = field(default_factory=dict)
     recording: Recording | None = None
+    after: AfterValue | None = None
+    """The acquired buyers' value after the campaign: per channel, value curves."""
+    event_log: EventLog | None = None
 
 
 def sale_minutes(duration_hours: float) -> int:
