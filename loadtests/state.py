@@ -305,13 +305,14 @@ class FinalState:
 
     @classmethod
     def load(cls, path: str | Path) -> FinalState:
-        """A state saved by `save` (a run folder's state.json)."""
+        """A state saved by `save` (a run folder's state.json); StateError says what is wrong
+        with it (the caller names the file)."""
         try:
             raw = json.loads(Path(path).read_text())
         except ValueError:
-            raise StateError(f"{path}: not JSON") from None
+            raise StateError("not JSON") from None
         if not isinstance(raw, dict) or "ledger" not in raw:
-            raise StateError(f"{path}: not a saved final state")
+            raise StateError("not a saved final state (no ledger)")
         return cls.from_json(raw["ledger"], raw.get("orders", []), raw.get("groups", []),
                              raw.get("claims", []), expiry_ran=bool(raw.get("expiry_ran")))
 

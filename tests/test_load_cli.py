@@ -301,3 +301,17 @@ def test_threshold_messages_never_contradict_themselves() -> None:
     assert "p99 latency from intended start no requests > p99_ms 2000" in text, text
     assert "nan" not in text
     assert "throughput 99.9900 req/s < min_throughput 100" in text, text
+
+
+def test_check_of_a_damaged_run_folder_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "history-0.jsonl").write_text(HistoryHeader("r", None, 0, 1, 1.0).to_line())
+    (tmp_path / "plan.json").write_text(json.dumps({"run_id": "r", "scenario": str(
+        SCENARIOS / "flash_sale.toml"), "host": "", "run_dir": str(tmp_path), "schedule": [],
+        "mix": {}, "tokens": {}, "skus": [], "coupons": [], "per_user_limit": 1}))
+    (tmp_path / "state.json").write_text("{not json")
+    proc = run("check", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"groupbuy check: {tmp_path / 'state.json'}: not JSON"
+    (tmp_path / "state.json").unlink()
+    proc = run("check", str(tmp_path))
+    assert proc.returncode == 2 and "no state.json" in proc.stderr and "--host" in proc.stderr

@@ -82,7 +82,10 @@ def run(args: argparse.Namespace) -> int:
                     admin.expire()
                 state = admin.final_state(expiry_ran=args.expire)
         elif (folder / "state.json").is_file():
-            state = FinalState.load(folder / "state.json")
+            try:
+                state = FinalState.load(folder / "state.json")
+            except StateError as exc:  # a damaged file, not a server's answer
+                raise UsageError(f"{folder / 'state.json'}: {exc}") from None
         else:
             raise UsageError(f"no state.json in {folder}: give --host to read the server's "
                              "final state")
