@@ -21,6 +21,9 @@ import gevent
 from loadtests.history import PROBES, Op
 from loadtests.plan import Plan
 
+UNKNOWN_RETRIES = 3
+"""How often a journey sends a request again after an unknown outcome (as shoppers' apps do)."""
+RETRY_BACKOFF_SECONDS = 0.5
 CLIENT_TIMEOUT_SECONDS = 0.001
 """The 'timeout' journey sends its first request, waits this long and hangs up without reading
 the answer: its outcome is unknown."""
@@ -160,20 +163,39 @@ class Shopper:
         if group:
             body["group_id"] = group
         op = "join" if group else "reserve"
-        ans = self.call(op, "POST", "/v1/orders", name, body=body, key=key, timeout=timeout,
-                        sku_id=sku, quantity=quantity, coupon_id=coupon, group_id=group,
-                        probe=probe)
+
+        def send() -> Answer:
+            return self.call(op, "POST", "/v1/orders", name, body=body, key=key,
+                             timeout=timeout, sku_id=sku, quantity=quantity, coupon_id=coupon,
+                             group_id=group, probe=probe)
+        # The timeout journey hangs up on purpose and retries by itself.
+        ans = send() if timeout is not None else self.until_known(send)
         if ans.ok and probe is None and self.a.journey != "adversarial":
             self.orders.add(ans.body.get("order_id"))
         return ans, key
 
     def pay(self, order_id: str, probe: str | None = None) -> Answer:
-        return self.call("pay", "POST", f"/v1/orders/{order_id}/pay",
-                         "POST /v1/orders/{id}/pay", order_id=order_id, probe=probe)
+        return self.until_known(lambda: self.call(
+            "pay", "POST", f"/v1/orders/{order_id}/pay", "POST /v1/orders/{id}/pay",
+            order_id=order_id, probe=probe))
 
     def cancel(self, order_id: str, probe: str | None = None) -> Answer:
-        return self.call("cancel", "POST", f"/v1/orders/{order_id}/cancel",
-                         "POST /v1/orders/{id}/cancel", order_id=order_id, probe=probe)
+        return self.until_known(lambda: self.call(
+            "cancel", "POST", f"/v1/orders/{order_id}/cancel", "POST /v1/orders/{id}/cancel",
+            order_id=order_id, probe=probe))
+
+    def until_known(self, send: Callable[[], Answer]) -> Answer:
+        """Send, and while the outcome is unknown (a fault cut it, a 5xx) or the first attempt
+        is still `in_flight`, wait a little and send the same request again: same
+        idempotency key, or a pay / cancel, which are idempotent by nature. Each attempt is in
+        the history; the checker proves none took effect twice."""
+        ans = send()
+        for attempt in range(UNKNOWN_RETRIES):
+            if ans.outcome != "unknown" and ans.code != "in_flight":
+                break
+            gevent.sleep(RETRY_BACKOFF_SECONDS * (attempt + 1))
+            ans = send()
+        return ans
 
     # -- journeys ---------------------------------------------------------------------------
 

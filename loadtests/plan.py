@@ -60,8 +60,9 @@ class Plan:
 
     @property
     def drain_seconds(self) -> float:
-        """Longest a journey can outlive the last arrival: four requests and the think times."""
-        return 4 * self.request_timeout + 3.0
+        """Longest a journey can outlive the last arrival: four requests, the think times, and
+        the retries after unknown outcomes."""
+        return 4 * self.request_timeout + 6.0
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self)))
