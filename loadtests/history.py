@@ -286,6 +286,9 @@ class History:
     """Every load process's records of this one run are here. When False, the checker does
     not call anything in the server's state unexplained (a phantom) for want of a request."""
     warnings: list[str] = field(default_factory=list)
+    one_run: bool = True
+    """Provably one run's records (headers say so). A format-1 file, without a header, may
+    hold an earlier run's records too, appended: then nothing is called lost."""
 
     @classmethod
     def of(cls, ops: Iterable[Op | dict[str, Any]], *, complete: bool = True) -> History:
@@ -362,7 +365,7 @@ def assemble(segments: list[Segment], run_id: str | None = None) -> History:
             warnings.append(f"{s.path.name}: last line cut short (a load process was killed)")
     ops = [op for s in keep for op in s.ops]
     ops.sort(key=lambda o: (o.start, o.worker))
-    return History(ops, headers, complete, warnings)
+    return History(ops, headers, complete, warnings, one_run=bool(headers) or not segments)
 
 
 def history_files(run_dir: Path) -> list[Path]:

@@ -51,6 +51,11 @@ def no_lost_acknowledged(history: History, state: FinalState, rules: Rules) -> R
     """Every acknowledged (2xx) write is visible in the final state."""
     res = Result("no_lost_acknowledged", "every acknowledged order, group, claim, payment and "
                  "cancel is in the final state")
+    if not history.one_run:
+        res.skipped = ("the history has no header, so it may hold an earlier run's records "
+                       "(appended), whose orders a reloaded sale no longer has: nothing is "
+                       "called lost")
+        return res
     orders = orders_by_id(state)
     groups = {g.group_id for g in state.groups}
     claims = {c.claim_id for c in state.claims}
