@@ -73,13 +73,20 @@ def _no_reprice() -> None:
 
 
 def _priced(change: Callable[[Any, Any], Any]) -> None:
-    """Wrap the one place a reservation is checked and priced (`prepare_reserve`)."""
-    from reference_server.api import steps
-    original = steps.prepare_reserve
+    """Wrap the one function a reservation is checked and priced with (`prepare_reserve`),
+    wherever the app calls it from."""
+    import importlib
+
+    from reference_server import domain
+    original = domain.prepare_reserve
 
     def prepare(sale: Any, req: Any, now: float, *, open_group: bool = False) -> Any:
         return change(original(sale, req, now, open_group=open_group), sale)
-    steps.prepare_reserve = prepare
+    for name in ("reference_server.api.steps", "reference_server.api.routes.orders",
+                 "reference_server.api.routes.groups"):
+        module = importlib.import_module(name)
+        if getattr(module, "prepare_reserve", None) is original:
+            module.prepare_reserve = prepare
 
 
 def _coupon_twice() -> None:
