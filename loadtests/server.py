@@ -4,7 +4,6 @@ purpose, restart it on the same store, and stop it with every worker it started.
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import re
 import signal
@@ -19,21 +18,8 @@ import psutil
 URL_LINE = re.compile(r"groupbuy serve: (http://\S+)")
 
 
-UNSAFE_FLAG = "--allow-unsafe-durability"
-
-
 class ServerStartError(RuntimeError):
     """The server did not come up; the message quotes the end of its log."""
-
-
-@functools.cache
-def serve_accepts(flag: str) -> bool:
-    """Whether this `groupbuy serve` knows `flag` (a server that does not also refuses
-    nothing it would need the flag for)."""
-    exe = Path(sys.executable).parent / "groupbuy"
-    out = subprocess.run([str(exe), "serve", "--help"], capture_output=True, text=True,
-                         timeout=60, check=False)
-    return flag in out.stdout
 
 
 class ServerProcess:
@@ -52,8 +38,7 @@ class ServerProcess:
         self.scenario, self.store, self.workers = str(scenario), store, workers
         self.log_path = Path(log_path)
         self.startup_timeout = startup_timeout
-        self.extra_args = (UNSAFE_FLAG,) if allow_unsafe_durability and serve_accepts(
-            UNSAFE_FLAG) else ()
+        self.extra_args = ("--allow-unsafe-durability",) if allow_unsafe_durability else ()
         self._token = admin_token
         self.port = port
         self.url = ""

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import secrets
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -23,9 +26,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from campaign.scenario import load_scenario
 from reference_server import CONTRACT_VERSION
 from reference_server.api.main import api_router
-from reference_server.api.steps import expire_now, sale_record
+from reference_server.api.shedding import LoadShedder
+from reference_server.api.steps import expire_now
 from reference_server.errors import ApiError, StoreUnavailable
-from reference_server.stores import store_from_url
+from reference_server.startup import reconcile_sale
+from reference_server.stores import redact_url, store_from_url
 from reference_server.stores.base import Store
 
 log = logging.getLogger("reference_server")
@@ -41,6 +46,8 @@ class ServerConfig:
     secret: str | None = None
     """User-token secret; by default one is created in the store, shared by every worker."""
     expiry_interval: float = 0.5
+    max_in_flight: int = 1024
+    """Requests a worker process serves at once; more are shed with `503 overloaded`."""
 
     @classmethod
     def from_env(cls) -> ServerConfig:
@@ -48,7 +55,8 @@ class ServerConfig:
         return cls(store_url=env["GROUPBUY_STORE"], admin_token=env["GROUPBUY_ADMIN_TOKEN"],
                    scenario=env.get("GROUPBUY_SCENARIO") or None,
                    secret=env.get("GROUPBUY_SECRET") or None,
-                   expiry_interval=float(env.get("GROUPBUY_EXPIRY_INTERVAL", "0.5")))
+                   expiry_interval=float(env.get("GROUPBUY_EXPIRY_INTERVAL", "0.5")),
+                   max_in_flight=int(env.get("GROUPBUY_MAX_IN_FLIGHT", "1024")))
 
 
 def error(code: str, message: str) -> JSONResponse:
@@ -72,10 +80,10 @@ def create_app(config: ServerConfig, clock: Callable[[], float] = time.time) -> 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.open()
+        app.state.durability = await store.durability()
         app.state.secret = config.secret or await store.secret(secrets.token_hex(32))
-        if config.scenario:
-            rules = load_scenario(config.scenario).campaign
-            await store.load_sale(sale_record(rules, clock()), if_absent=True)
+        if config.scenario:  # never replaces a campaign that holds orders (CampaignConflict)
+            await reconcile_sale(store, load_scenario(config.scenario).campaign, clock())
         task = asyncio.create_task(_expiry_loop(store, clock, config.expiry_interval))
         try:
             yield
@@ -88,8 +96,10 @@ def create_app(config: ServerConfig, clock: Callable[[], float] = time.time) -> 
     app = FastAPI(title="group-buy reference checkout server", version=CONTRACT_VERSION,
                   lifespan=lifespan, redirect_slashes=False)
     app.state.store, app.state.clock, app.state.admin_token = store, clock, config.admin_token
+    app.state.durability = None  # read from the live backend at start-up
     _add_error_handlers(app)
     app.include_router(api_router)
+    app.add_middleware(LoadShedder, limit=config.max_in_flight)
     return app
 
 
@@ -102,7 +112,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StoreUnavailable)
     async def _unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
-        log.error("store unavailable: %s", exc)
+        log.error("store unavailable: %s", redact_url(str(exc)))  # no password in a log
         return error("unavailable", "the store is unavailable; retry later")
 
     @app.exception_handler(RequestValidationError)
@@ -114,8 +124,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
             return error("not_found", f"no such path: {request.url.path}")
-        if exc.status_code == 405:
-            return error("method_not_allowed", f"{request.method} is not allowed here")
+        if exc.status_code == 405:  # keeps Starlette's Allow header
+            return JSONResponse(ApiError("method_not_allowed", f"{request.method} is not "
+                                         "allowed here").body(), status_code=405,
+                                headers=dict(exc.headers or {}))
         code = "unavailable" if exc.status_code >= 500 else "invalid"
         return JSONResponse({"error": {"code": code, "message": str(exc.detail)}},
                             status_code=exc.status_code)
@@ -124,4 +136,21 @@ def _add_error_handlers(app: FastAPI) -> None:
 def app_from_env() -> FastAPI:
     """uvicorn factory for worker processes (`--workers N`)."""
     logging.basicConfig(level=logging.INFO)
+    _die_with_parent()
     return create_app(ServerConfig.from_env())
+
+
+def _die_with_parent() -> None:
+    """Linux: a worker gets SIGTERM when its parent (`groupbuy serve`) dies, even by kill -9,
+    so no worker outlives it holding the port and the store."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    if sys.platform != "linux" or parent is None:
+        return  # not a spawned worker (e.g. `--workers 1`): leave the process alone
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent.pid:  # the parent died while this worker was starting
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -5,6 +5,7 @@ that turn rows into the contract's JSON."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import secrets
 from dataclasses import dataclass, field
@@ -70,8 +71,14 @@ def sale_from_record(campaign_json: str, start: float, payment_timeout: float,
                 campaign_fingerprint(campaign_json), sale_id)
 
 
+_ID_PREFIX = secrets.token_hex(5)  # per process: ids stay unique across workers and restarts
+_ID_COUNTER = itertools.count(1)
+
+
 def new_id(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(8)}"
+    """A unique id: a random per-process part and a counter (a syscall per id for a fully
+    random one showed in the profile; ids need to be unique, and owners are checked anyway)."""
+    return f"{prefix}-{_ID_PREFIX}{next(_ID_COUNTER):x}"
 
 
 @dataclass(frozen=True)
@@ -266,6 +273,9 @@ class ReserveRequest:
     idempotency_key: str
     coupon_id: str | None = None
     group_id: str | None = None
+    fingerprint: str = ""
+    """The request's idempotency fingerprint, stored with the order: a retry under the same key
+    with another request is refused even when the replay record is gone (503, lost reply)."""
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ STATUS = {
     "no_sale": 409,
     "too_large": 413,
     "unavailable": 503,
+    "overloaded": 503,
 }
 
 

@@ -51,11 +51,22 @@ local function release(oid, status)
   return 1
 end
 
--- Success reply for an order: its id and its hash (flat field, value list), saving a read.
-local function order_reply(oid)
-  local out = redis.call('HGETALL', K .. 'order:' .. oid)
-  table.insert(out, 1, oid)
-  table.insert(out, 1, 'ok')
+local function append(out, items)
+  table.insert(out, #items)
+  for _, v in ipairs(items) do table.insert(out, v) end
+end
+
+-- Success reply for an order: {'ok', id, n, its hash as n flat items}; with `with_group`, then
+-- {m, the group's hash as m items, k, its k order ids}: one atomic snapshot, saving reads that
+-- a reload in between could break.
+local function order_reply(oid, with_group)
+  local out = {'ok', oid}
+  append(out, redis.call('HGETALL', K .. 'order:' .. oid))
+  if with_group then
+    local gid = redis.call('HGET', K .. 'order:' .. oid, 'group_id')
+    append(out, redis.call('HGETALL', K .. 'group:' .. gid))
+    append(out, redis.call('LRANGE', K .. 'gorders:' .. gid, 0, -1))
+  end
   return out
 end
 
@@ -65,6 +76,33 @@ local function tier_reached(n)
     if n >= tonumber(s) then best = s end
   end
   return best
+end
+
+-- Idempotency inside the state change (Store.once): ARGV from `at` on are user, key, request
+-- fingerprint, stale-after and keep-for seconds. `idem_check` answers a key already used (replay,
+-- mismatch, in flight) before anything changes; `idem_mark` claims the key in the same atomic
+-- step as the change, and the caller records the rendered answer with `idem_finish`.
+local function idem_key(at) return K .. 'idem:' .. ARGV[at] .. ':' .. ARGV[at + 1] end
+
+local function idem_check(at)
+  if not ARGV[at + 2] or ARGV[at + 2] == '' then return nil end
+  local r = redis.call('HMGET', idem_key(at), 'fingerprint', 'state', 'status', 'body',
+                       'started_at')
+  if not r[1] or tonumber(r[5]) < tonumber(NOW) - tonumber(ARGV[at + 4]) then return nil end
+  if r[1] ~= ARGV[at + 2] then return {'ok', 'idem', 'mismatch'} end
+  if r[2] == 'done' then return {'ok', 'idem', 'replay', r[3], r[4]} end
+  if tonumber(r[5]) >= tonumber(NOW) - tonumber(ARGV[at + 3]) then
+    return {'ok', 'idem', 'in_flight'}
+  end
+  return nil  -- a stale in-flight marker (crashed worker): taken over
+end
+
+local function idem_mark(at)
+  if not ARGV[at + 2] or ARGV[at + 2] == '' then return end
+  local ik = idem_key(at)
+  redis.call('DEL', ik)
+  redis.call('HSET', ik, 'fingerprint', ARGV[at + 2], 'state', 'in_flight', 'started_at', NOW)
+  redis.call('EXPIRE', ik, math.ceil(tonumber(ARGV[at + 4])) + 60)
 end
 
 -- Complete or fail an open group (CONTRACT.md, "Group").
@@ -112,10 +150,22 @@ end
 -- 1 user 2 sku 3 quantity 4 idempotency key 5 new order id 6 group to join 7 coupon
 -- 8 per-user limit 9 expires_at 10 amount 11 list amount 12 prices "2:4000,fallback:5000"
 -- 13 new group id (open a group) 14 its deadline 15 top size 16 min size
+-- 17 request fingerprint (a retry under the same key must be the same request)
+-- 18.. optional idempotency record (idem_check): user, key, fingerprint, stale, keep
 local user, sku, q, key, oid = arg(1), arg(2), tonumber(arg(3)), arg(4), arg(5)
 local gid, coupon, open_gid = arg(6), arg(7), arg(13)
+local IDEM = 5 + 18
+local used = idem_check(IDEM)
+if used then return used end
 local prior = redis.call('GET', K .. 'okey:' .. user .. ':' .. key)
-if prior then return order_reply(prior) end
+if prior then
+  local fp = redis.call('HGET', K .. 'order:' .. prior, 'fp')
+  if fp and fp ~= '' and arg(17) ~= '' and fp ~= arg(17) then
+    return {'err', 'idempotency_key_reused', 'this Idempotency-Key was used for a different request'}
+  end
+  idem_mark(IDEM)
+  return order_reply(prior, open_gid ~= '')
+end
 local sk = K .. 'sku:' .. sku
 if redis.call('EXISTS', sk) == 0 then return {'err', 'not_found', 'no SKU ' .. sku} end
 if gid ~= '' then
@@ -161,7 +211,7 @@ local ok = K .. 'order:' .. oid
 redis.call('HSET', ok, 'order_id', oid, 'user_id', user, 'sku_id', sku, 'quantity', q,
            'status', 'reserved', 'group_id', gid, 'coupon_id', coupon, 'idempotency_key', key,
            'amount', arg(10), 'list_amount', arg(11), 'gift', 0, 'created_at', NOW,
-           'expires_at', arg(9), 'paid_at', '', 'closed_at', '', 'seq', seq, 'paid_seq', '',
+           'expires_at', arg(9), 'paid_at', '', 'closed_at', '', 'seq', seq, 'paid_seq', '', 'fp', arg(17),
            'movements', '[' .. move_json('reserve', q, seq) .. ']')
 for name, val in string.gmatch(arg(12), '([%w_]+):(%d+)') do
   redis.call('HSET', ok, 'p:' .. name, val)
@@ -177,7 +227,8 @@ if gid ~= '' then
   redis.call('RPUSH', K .. 'gorders:' .. gid, oid)
 end
 status_count(nil, 'reserved')
-return order_reply(oid)
+idem_mark(IDEM)
+return order_reply(oid, open_gid ~= '')
 
 -- @script pay
 -- 1 order id 2 user ('' = anyone) 3 gift for paid orders numbered up to this
@@ -189,7 +240,7 @@ if not o[1] then return {'err', 'not_found', 'no order ' .. oid} end
 if arg(2) ~= '' and o[2] ~= arg(2) then
   return {'err', 'forbidden', 'this order belongs to another user'}
 end
-if o[1] == 'paid' then return order_reply(oid) end
+if o[1] == 'paid' then return order_reply(oid, false) end
 if o[1] ~= 'reserved' then return {'err', 'order_closed', 'order ' .. oid .. ' is ' .. o[1]} end
 if tonumber(o[6]) <= tonumber(NOW) then
   release(oid, 'expired')
@@ -219,7 +270,7 @@ if o[5] ~= '' then
   local paid = redis.call('HINCRBY', gk, 'paid_members', 1)
   if paid >= tonumber(redis.call('HGET', gk, 'top_size')) then close_group(o[5]) end
 end
-return order_reply(oid)
+return order_reply(oid, false)
 
 -- @script cancel
 -- 1 order id 2 user
@@ -229,7 +280,7 @@ if not o[1] then return {'err', 'not_found', 'no order ' .. oid} end
 if arg(2) ~= '' and o[2] ~= arg(2) then
   return {'err', 'forbidden', 'this order belongs to another user'}
 end
-if o[1] == 'cancelled' then return order_reply(oid) end
+if o[1] == 'cancelled' then return order_reply(oid, false) end
 if o[1] == 'paid' then
   return {'err', 'order_closed', 'order ' .. oid .. ' is paid; paid orders cannot be cancelled'}
 end
@@ -239,7 +290,7 @@ if tonumber(o[3]) <= tonumber(NOW) then
   return {'err', 'order_closed', 'order ' .. oid .. ' expired unpaid'}
 end
 release(oid, 'cancelled')
-return order_reply(oid)
+return order_reply(oid, false)
 
 -- @script expire
 -- every due order and group (at most 1 argument: batch size); returns counts done
@@ -252,10 +303,20 @@ for _, gid in ipairs(groups) do closed = closed + close_group(gid) end
 return {'ok', tostring(expired), tostring(closed)}
 
 -- @script claim
--- 1 coupon 2 user 3 idempotency key 4 new claim id
+-- 1 coupon 2 user 3 idempotency key 4 new claim id; 5.. optional idempotency record
 local coupon, user, key, cid = arg(1), arg(2), arg(3), arg(4)
+local IDEM = 5 + 5
+local used = idem_check(IDEM)
+if used then return used end
 local prior = redis.call('GET', K .. 'ckey:' .. user .. ':' .. key)
-if prior then return {'ok', prior} end
+if prior then
+  local was = redis.call('HGET', K .. 'claim:' .. prior, 'coupon_id')
+  if was ~= coupon then
+    return {'err', 'idempotency_key_reused', 'this Idempotency-Key was used to claim coupon ' .. was}
+  end
+  idem_mark(IDEM)
+  return {'ok', unpack(redis.call('HGETALL', K .. 'claim:' .. prior))}
+end
 local ck = K .. 'coupon:' .. coupon
 local c = redis.call('HMGET', ck, 'pool', 'issued', 'per_user')
 if not c[1] then return {'err', 'not_found', 'no coupon ' .. coupon} end
@@ -274,14 +335,17 @@ redis.call('HSET', K .. 'claim:' .. cid, 'claim_id', cid, 'coupon_id', coupon, '
 redis.call('ZADD', K .. 'claims', seq, cid)
 redis.call('RPUSH', K .. 'unused:' .. user .. ':' .. coupon, cid)
 redis.call('SET', K .. 'ckey:' .. user .. ':' .. key, cid)
-return {'ok', cid}
+idem_mark(IDEM)
+return {'ok', unpack(redis.call('HGETALL', K .. 'claim:' .. cid))}
 
 -- @script idem_begin
--- 1 user 2 key 3 request fingerprint 4 stale after (seconds)
+-- 1 user 2 key 3 request fingerprint 4 stale after (seconds) 5 keep records (seconds)
 local ik = K .. 'idem:' .. arg(1) .. ':' .. arg(2)
 local r = redis.call('HMGET', ik, 'fingerprint', 'state', 'status', 'body', 'started_at')
-if not r[1] then
+if not r[1] or tonumber(r[5]) < tonumber(NOW) - tonumber(arg(5)) then
+  redis.call('DEL', ik)
   redis.call('HSET', ik, 'fingerprint', arg(3), 'state', 'in_flight', 'started_at', NOW)
+  redis.call('EXPIRE', ik, math.ceil(tonumber(arg(5))) + 60)
   return {'ok', 'new'}
 end
 if r[1] ~= arg(3) then return {'ok', 'mismatch'} end
@@ -297,6 +361,17 @@ return {'ok', 'in_flight'}
 local ik = K .. 'idem:' .. arg(1) .. ':' .. arg(2)
 if redis.call('EXISTS', ik) == 1 then
   redis.call('HSET', ik, 'state', 'done', 'status', arg(3), 'body', arg(4))
+end
+return {'ok'}
+
+-- @script idem_put
+-- 1 user 2 key 3 fingerprint 4 status 5 body 6 keep (seconds): record a refusal as the key's
+-- answer unless the key already has a record
+local ik = K .. 'idem:' .. arg(1) .. ':' .. arg(2)
+if redis.call('HGET', ik, 'state') ~= 'done' then
+  redis.call('HSET', ik, 'fingerprint', arg(3), 'state', 'done', 'status', arg(4), 'body', arg(5),
+             'started_at', NOW)
+  redis.call('EXPIRE', ik, math.ceil(tonumber(arg(6))) + 60)
 end
 return {'ok'}
 

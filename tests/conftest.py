@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = REPO_ROOT / "scenarios"
 POSTGRES_URL = os.environ.get("GROUPBUY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("GROUPBUY_TEST_REDIS", "redis://127.0.0.1:6379/15")
+# Servers started by tests keep their secrets (admin token, SQLite signing secrets) here, not in
+# the user's own state folder; child processes inherit it.
+os.environ.setdefault("GROUPBUY_STATE_DIR", tempfile.mkdtemp(prefix="groupbuy-test-state-"))
 
 
 def _reachable(host: str, port: int) -> bool:

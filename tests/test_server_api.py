@@ -58,7 +58,9 @@ def code(r) -> str:
 
 async def test_health_ping_and_sku_views(lab: Lab) -> None:
     h = (await lab.client.get("/v1/health")).json()
-    assert h["status"] == "ok" and h["sale"] == "test sale" and h["safe"] is True
+    assert h["status"] == "ok" and h["sale"] == "test sale"
+    # the shared test Redis keeps nothing on disk: health must say so (durability, issue 11)
+    assert h["safe"] is (lab.store.scheme != "redis")
     assert (await lab.client.get("/v1/ping")).json() == {"ok": True}
     skus = (await lab.client.get("/v1/skus")).json()["skus"]
     assert [s["sku_id"] for s in skus] == ["hot", "grp"]
@@ -497,15 +499,15 @@ async def test_no_sale_loaded(store_url: str) -> None:
 async def test_backend_trouble_is_503_and_the_key_can_be_retried(lab: Lab, monkeypatch) -> None:
     from reference_server.errors import StoreUnavailable
 
-    real = lab.store.reserve
+    real = lab.store.once
 
     async def down(*args, **kw):
         raise StoreUnavailable("backend down (test)")
-    monkeypatch.setattr(lab.store, "reserve", down)
+    monkeypatch.setattr(lab.store, "once", down)
     body = {"sku_id": "hot", "quantity": 1}
     r = await lab.as_user("u1", "POST", "/v1/orders", key="retry-me", json=body)
     assert r.status_code == 503 and code(r) == "unavailable"
-    monkeypatch.setattr(lab.store, "reserve", real)
+    monkeypatch.setattr(lab.store, "once", real)
     r = await lab.as_user("u1", "POST", "/v1/orders", key="retry-me", json=body)
     assert r.status_code == 201  # the failed attempt left no in-flight marker behind
 
@@ -606,8 +608,8 @@ async def test_ids_with_a_trailing_newline_are_422(lab: Lab, path: str) -> None:
 
 def test_user_token_ids_with_a_trailing_newline_are_refused() -> None:
     from reference_server.auth import user_from_token, user_token
-    assert user_from_token("s", user_token("s", "alice\n")) is None
-    assert user_from_token("s", user_token("s", "alice")) == "alice"
+    assert user_from_token("s", user_token("s", "alice\n", 2e9), 1e9) is None
+    assert user_from_token("s", user_token("s", "alice", 2e9), 1e9) == "alice"
 
 
 @pytest.mark.parametrize("body", [b'{"x": 1}', b"not json", b"[]", b"null", b'{"coupon": 1}'])
@@ -741,3 +743,137 @@ async def test_contract_1_2_on_the_unsafe_store(tmp_path) -> None:
         paid = (await lab.pay("u1", o["order_id"])).json()
         assert paid["paid_seq"] == 1 and isinstance(paid["movements"][0]["seq"], int)
         assert (await lab.ledger())["sale_id"]
+
+
+async def test_user_tokens_expire(lab: Lab) -> None:
+    from reference_server.auth import TOKEN_TTL_SECONDS
+    r = await lab.admin("POST", "/v1/admin/user-tokens", json={"user_ids": ["u9"]})
+    assert r.json()["expires_at"] == pytest.approx(lab.clock.t + TOKEN_TTL_SECONDS, abs=1)
+    token = r.json()["tokens"]["u9"]
+    headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "k"}
+    body = {"sku_id": "hot", "quantity": 1}
+    assert (await lab.client.post("/v1/orders", json=body, headers=headers)).status_code == 201
+    lab.clock.advance(TOKEN_TTL_SECONDS + 1)
+    r = await lab.client.post("/v1/orders", json=body, headers=headers)
+    assert r.status_code == 401 and code(r) == "unauthorized"
+
+
+# -- idempotency across faults (issue 11, item 3) ----------------------------------------------
+
+async def _lose_the_reply(lab: Lab, monkeypatch) -> None:
+    """The store commits (the change and the key's record), then the connection drops before
+    the answer: 503; and the key's record is lost too (as when a Redis worker's marker is
+    aborted after the 503)."""
+    from reference_server.errors import StoreUnavailable
+    real = lab.store.once
+
+    async def commit_then_drop(idem, *args, **kw):
+        await real(idem, *args, **kw)
+        await lab.store.idem_abort(idem.user_id, idem.key)
+        await _forget_key(lab, idem.user_id, idem.key)
+        raise StoreUnavailable("connection lost after the commit (test)")
+    monkeypatch.setattr(lab.store, "once", commit_then_drop)
+
+
+async def _forget_key(lab: Lab, user: str, key: str) -> None:
+    """Drop the key's replay record whatever its state (it expired, or was never written)."""
+    store = lab.store
+    if store.scheme == "redis":
+        _, gen = await store._sale_gen()
+        await store.r.delete(store._k(gen, f"idem:{user}:{key}"))
+    else:
+        await store._call(lambda tx: tx.run("DELETE FROM idem WHERE user_id = ? AND key = ?",
+                                            user, key))
+
+
+async def test_a_retry_with_another_body_after_a_lost_reply_is_422(lab: Lab, monkeypatch) -> None:
+    await _lose_the_reply(lab, monkeypatch)
+    r = await lab.as_user("u1", "POST", "/v1/orders", key="k", json={"sku_id": "hot",
+                                                                     "quantity": 1})
+    assert r.status_code == 503
+    monkeypatch.undo()
+    r = await lab.as_user("u1", "POST", "/v1/orders", key="k", json={"sku_id": "hot",
+                                                                     "quantity": 2})
+    assert r.status_code == 422 and code(r) == "idempotency_key_reused", r.text
+    r = await lab.as_user("u1", "POST", "/v1/orders", key="k", json={"sku_id": "hot",
+                                                                     "quantity": 1})
+    assert r.status_code == 201 and r.json()["quantity"] == 1  # the first order, not a second
+    assert (await lab.ledger())["orders"]["reserved"] == 1
+
+
+async def test_a_group_retry_with_another_body_after_a_lost_reply_is_422(
+        lab: Lab, monkeypatch) -> None:
+    await _lose_the_reply(lab, monkeypatch)
+    body = {"sku_id": "grp", "quantity": 1}
+    assert (await lab.as_user("u1", "POST", "/v1/groups", key="g", json=body)).status_code == 503
+    monkeypatch.undo()
+    r = await lab.as_user("u1", "POST", "/v1/groups", key="g", json=body | {"quantity": 2})
+    assert r.status_code == 422 and code(r) == "idempotency_key_reused", r.text
+    r = await lab.as_user("u1", "POST", "/v1/groups", key="g", json=body)
+    assert r.status_code == 201 and r.json()["group"]["members"] == 1
+    assert (await lab.ledger())["groups"]["open"] == 1
+
+
+async def test_a_claim_retry_for_another_coupon_after_a_lost_reply_is_422(
+        lab: Lab, monkeypatch) -> None:
+    await lab.load(campaign(coupons=[*CAMPAIGN_COUPONS, {"id": "c20", "value": 20,
+                                                         "pool": 3, "per_user": 1}]))
+    await _lose_the_reply(lab, monkeypatch)
+    assert (await lab.as_user("u1", "POST", "/v1/coupons/c10/claim", key="c")).status_code == 503
+    monkeypatch.undo()
+    r = await lab.as_user("u1", "POST", "/v1/coupons/c20/claim", key="c")
+    assert r.status_code == 422 and code(r) == "idempotency_key_reused", r.text
+    assert (await lab.ledger())["coupons"]["c20"]["issued"] == 0
+
+
+async def test_idempotency_records_expire_after_the_ttl(lab: Lab) -> None:
+    from reference_server.stores.base import IDEMPOTENCY_TTL_SECONDS
+    await lab.load(payment_timeout_seconds=3 * IDEMPOTENCY_TTL_SECONDS)
+    body = {"sku_id": "hot", "quantity": 1}
+    first = await lab.as_user("u1", "POST", "/v1/orders", key="old", json=body)
+    await lab.pay("u1", first.json()["order_id"])
+    lab.clock.advance(IDEMPOTENCY_TTL_SECONDS + 1)
+    await lab.expire()
+    # the replay record is gone: the retry is answered from the order itself, as it is now …
+    again = await lab.as_user("u1", "POST", "/v1/orders", key="old", json=body)
+    assert again.status_code == 201 and again.json()["order_id"] == first.json()["order_id"]
+    assert again.json()["status"] == "paid"
+    # … and another request under the key is still refused
+    r = await lab.as_user("u1", "POST", "/v1/orders", key="old", json=body | {"quantity": 2})
+    assert code(r) == "idempotency_key_reused"
+
+
+CAMPAIGN_COUPONS = campaign()["coupons"]
+
+
+# -- the served spec and the HTTP edges (issue 11, item 8) ---------------------------------------
+
+async def test_405_names_the_allowed_methods(lab: Lab) -> None:
+    r = await lab.client.delete("/v1/orders")
+    assert r.status_code == 405 and code(r) == "method_not_allowed"
+    assert r.headers["allow"] == "POST"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "utf-16-le"])
+async def test_only_utf8_json_is_accepted(lab: Lab, encoding: str) -> None:
+    body = '{"sku_id": "hot", "quantity": 1}'.encode(encoding)
+    r = await lab.as_user("u1", "POST", "/v1/orders", key="u16", content=body)
+    assert r.status_code == 422 and code(r) == "invalid" and "UTF-8" in r.text
+    assert (await lab.ledger())["orders"]["reserved"] == 0
+
+
+async def test_the_spec_documents_bodies_headers_auth_and_statuses(lab: Lab) -> None:
+    spec = (await lab.client.get("/openapi.json")).json()
+    reserve = spec["paths"]["/v1/orders"]["post"]
+    assert set(reserve["responses"]) >= {"201", "401", "403", "404", "409", "422", "503"}
+    assert "200" not in reserve["responses"]
+    body = reserve["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["sku_id", "quantity"] and body["additionalProperties"] is False
+    headers = {p["name"]: p for p in reserve["parameters"] if p["in"] == "header"}
+    assert headers["Idempotency-Key"]["required"] is True
+    assert reserve["security"] == [{"HTTPBearer": []}]
+    err = reserve["responses"]["409"]["content"]["application/json"]["schema"]
+    assert err["$ref"].endswith("/Error")
+    assert "Retry-After" in reserve["responses"]["503"]["headers"]
+    ledger = spec["paths"]["/v1/admin/ledger"]["get"]
+    assert ledger["security"] == [{"HTTPBearer": []}] and "200" in ledger["responses"]

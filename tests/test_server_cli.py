@@ -31,3 +31,15 @@ def test_unreachable_backend_is_one_line(capsys) -> None:
     assert main(["serve", SCENARIO, "--store", url]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("groupbuy serve: --store: cannot open") and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://app:s3cr3t@db:5432/x?schema=a", "postgresql://app:***@db:5432/x?schema=a"),
+    ("redis://:pw@h:6379/0", "redis://:***@h:6379/0"),
+    ("cannot open postgresql://u:p%40ss@h/x: failed", "cannot open postgresql://u:***@h/x: failed"),
+    ("postgresql://app@db/x", "postgresql://app@db/x"),
+    ("sqlite:////tmp/x.db", "sqlite:////tmp/x.db"),
+])
+def test_store_url_passwords_are_redacted(url: str, shown: str) -> None:
+    from reference_server.stores import redact_url
+    assert redact_url(url) == shown

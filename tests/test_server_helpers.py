@@ -221,14 +221,18 @@ def free_port() -> int:
 class ServerProcess:
     """`groupbuy serve` as a subprocess (its own process group, so all workers die with it)."""
 
-    def __init__(self, exe: str, scenario: str, store: str, workers: int, log: str) -> None:
+    def __init__(self, exe: str, scenario: str, store: str, workers: int, log: str,
+                 *extra: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        if store.startswith("redis"):  # the shared Redis keeps nothing on disk
+            extra = (*extra, "--allow-unsafe-durability")
         self.proc = subprocess.Popen(
             [exe, "serve", scenario, "--store", store, "--workers", str(workers),
-             "--port", str(self.port), "--admin-token", ADMIN],
-            stdout=self._log, stderr=self._log, start_new_session=True)
+             "--port", str(self.port), *extra],
+            stdout=self._log, stderr=self._log, start_new_session=True,
+            env=dict(os.environ, GROUPBUY_ADMIN_TOKEN=ADMIN))
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

@@ -1,16 +1,27 @@
-"""`groupbuy serve SCENARIO`: run the reference checkout server (uvicorn) for a scenario."""
+"""`groupbuy serve SCENARIO`: run the reference checkout server (uvicorn) for a scenario.
+
+Nothing is written before the port and the store are claimed: the listening socket is bound
+first, a SQLite file is locked against a second server, the store's durability is read, and a
+store holding orders of a different campaign is left alone unless `--reset` says otherwise."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import secrets
 import socket
 import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
 
+from campaign.rules import CampaignRules
 from campaign.scenario import load_scenario
 from groupbuy.commands._common import RESULTS, add_scenario_arg
+from reference_server.stores import redact_url
 from reference_server.stores.base import Store
 
 DEFAULT_STORE = f"sqlite:///{RESULTS / 'server.sqlite3'}"
@@ -30,9 +41,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000,
                    help="TCP port (default 8000; 0 picks a free one)")
-    p.add_argument("--admin-token", default=None, metavar="T",
-                   help="admin bearer token (default: $GROUPBUY_ADMIN_TOKEN, else a random one, "
-                   "printed)")
+    p.add_argument("--admin-token-file", default=None, metavar="FILE",
+                   help="file holding the admin bearer token (default: $GROUPBUY_ADMIN_TOKEN, "
+                   "else a random one written to a private file; its path is printed)")
+    p.add_argument("--admin-token", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--reset", action="store_true",
+                   help="the store holds orders of a different campaign: DELETE them and "
+                   "serve this one (without it, serve refuses and changes nothing)")
+    p.add_argument("--allow-unsafe-durability", action="store_true",
+                   help="serve even when the store's settings can lose acknowledged orders "
+                   "(e.g. Redis without appendfsync always); /v1/health still says so")
+    p.add_argument("--max-in-flight", type=int, default=1024, metavar="N",
+                   help="requests each worker serves at once; more get 503 overloaded with "
+                   "Retry-After (default 1024)")
     p.add_argument("--log-level", default="warning",
                    choices=["critical", "error", "warning", "info", "debug"])
     p.set_defaults(func=run)
@@ -41,51 +62,140 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from groupbuy.cli import UsageError
     from reference_server.errors import StoreUnavailable
+    from reference_server.startup import CampaignConflict
     from reference_server.stores import store_from_url
 
+    if args.admin_token is not None:
+        raise UsageError("--admin-token: a token on the command line is visible to everyone "
+                         "(ps); set GROUPBUY_ADMIN_TOKEN or use --admin-token-file FILE")
     if not 1 <= args.workers <= 64:
         raise UsageError("--workers: from 1 to 64")
     if not 0 <= args.port <= 65535:
         raise UsageError("--port: from 0 to 65535")
-    load_scenario(args.scenario)  # a bad scenario is a one-line-per-problem error, exit 2
+    if not 1 <= args.max_in_flight <= 100_000:
+        raise UsageError("--max-in-flight: from 1 to 100000")
+    rules = load_scenario(args.scenario).campaign  # a bad scenario: one line per problem, exit 2
+    shown = redact_url(args.store)
     try:
         store = store_from_url(args.store)
     except ValueError as exc:
-        raise UsageError(f"--store: {exc}") from None
-    try:  # fail here, in one line, rather than in every worker with a traceback
-        asyncio.run(_open_and_close(store))
-    except (StoreUnavailable, OSError) as exc:
-        raise UsageError(f"--store: cannot open {args.store}: {' '.join(str(exc).split())}"
-                         ) from None
-    token = args.admin_token or os.environ.get("GROUPBUY_ADMIN_TOKEN") or secrets.token_hex(16)
-    port = args.port or _free_port(args.host)
-    os.environ.update(GROUPBUY_STORE=args.store, GROUPBUY_ADMIN_TOKEN=token,
-                      GROUPBUY_SCENARIO=os.path.abspath(args.scenario))
-
-    import uvicorn
-
-    print(f"groupbuy serve: http://{args.host}:{port}  (store {args.store}, "
-          f"{args.workers} worker(s); Ctrl-C stops)", flush=True)
-    print(f"admin token: {token}", flush=True)
-    if not store.safe:
-        from reference_server.stores.unsafe import WARNING
-        print(f"WARNING: {WARNING}", file=sys.stderr, flush=True)
-    try:
-        uvicorn.run("reference_server.app:app_from_env", factory=True, host=args.host,
-                    port=port, workers=args.workers, log_level=args.log_level,
-                    access_log=False)
+        raise UsageError(f"--store: {redact_url(str(exc))}") from None
+    token, token_source = _admin_token(args.admin_token_file)
+    try:  # claim the port first: a second server must not touch the running one's store
+        sock = _listen(args.host, args.port)
     except OSError as exc:
-        print(f"groupbuy serve: cannot listen on {args.host}:{port}: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    with contextlib.ExitStack() as stack:
+        stack.callback(sock.close)
+        lock = _claim_store(store)
+        if lock is not None:
+            stack.enter_context(lock)
+        try:  # one line here rather than a traceback in every worker
+            outcome, warning = asyncio.run(_prepare(store, rules, args))
+        except (StoreUnavailable, OSError) as exc:
+            raise UsageError(f"--store: cannot open {shown}: "
+                             f"{redact_url(' '.join(str(exc).split()))}") from None
+        except CampaignConflict as exc:
+            raise UsageError(f"--store {shown}: {exc}") from None
+        if warning and not args.allow_unsafe_durability and store.safe:
+            raise UsageError(f"--store {shown}: {warning}. Fix the setting, or accept the risk "
+                             "with --allow-unsafe-durability")
+        port = sock.getsockname()[1]
+        os.environ.update(GROUPBUY_STORE=args.store, GROUPBUY_ADMIN_TOKEN=token,
+                          GROUPBUY_SCENARIO=os.path.abspath(args.scenario),
+                          GROUPBUY_MAX_IN_FLIGHT=str(args.max_in_flight))
+        print(f"groupbuy serve: http://{args.host}:{port}  (store {shown}, {args.workers} "
+              f"worker(s), campaign {outcome}; Ctrl-C stops)", flush=True)
+        print(f"admin token: {token_source}", flush=True)
+        if not store.safe:
+            from reference_server.stores.unsafe import WARNING
+            print(f"WARNING: {WARNING}", file=sys.stderr, flush=True)
+        if warning:
+            print(f"WARNING: {warning} (--allow-unsafe-durability)", file=sys.stderr, flush=True)
+        _serve(sock, args)
     return 0
 
 
-async def _open_and_close(store: Store) -> None:
+async def _prepare(store: Store, rules: CampaignRules,
+                   args: argparse.Namespace) -> tuple[str, str | None]:
+    """Open the store, read its durability, reconcile the campaign; close it again."""
+    from reference_server.startup import reconcile_sale
+
     await store.open()
-    await store.close()
+    try:
+        durability = await store.durability()
+        if durability.warning and not args.allow_unsafe_durability and store.safe:
+            return "untouched", durability.warning  # refuse before writing anything
+        outcome = await reconcile_sale(store, rules, time.time(), reset=args.reset)
+        return outcome, durability.warning
+    finally:
+        await store.close()
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+def _admin_token(path: str | None) -> tuple[str, str]:
+    """The admin token and where it is (never what it is)."""
+    from groupbuy.cli import UsageError
+    from reference_server.auth import private_file, state_dir
+
+    if path is not None:
+        try:
+            token = Path(path).read_text().strip()
+        except OSError as exc:
+            raise UsageError(f"--admin-token-file: cannot read {path}: {exc.strerror}") from None
+        if not token:
+            raise UsageError(f"--admin-token-file: {path} is empty")
+        return token, f"in {path}"
+    if os.environ.get("GROUPBUY_ADMIN_TOKEN"):
+        return os.environ["GROUPBUY_ADMIN_TOKEN"], "from $GROUPBUY_ADMIN_TOKEN"
+    file = state_dir() / "admin-token"
+    return private_file(file, secrets.token_hex(16)), f"in {file} (read it from there)"
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind and listen now, the way uvicorn would; workers inherit this socket."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def _claim_store(store: Store) -> contextlib.AbstractContextManager[None] | None:
+    """A SQLite file serves one server at a time: lock it for this process's lifetime."""
+    from groupbuy.cli import UsageError
+    from reference_server.stores.sqlite import SqliteStore, StoreInUse
+
+    if not isinstance(store, SqliteStore):
+        return None
+    try:
+        return _held(store.claim())
+    except StoreInUse as exc:
+        raise UsageError(f"--store: {exc}") from None
+
+
+@contextlib.contextmanager
+def _held(handle: IO[str]) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        handle.close()
+
+
+def _serve(sock: socket.socket, args: argparse.Namespace) -> None:
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config("reference_server.app:app_from_env", factory=True, host=args.host,
+                            port=sock.getsockname()[1], workers=args.workers,
+                            log_level=args.log_level, access_log=False)
+    if args.workers > 1:
+        Multiprocess(config, sockets=[sock]).run()
+    else:
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.Server(config).run(sockets=[sock])

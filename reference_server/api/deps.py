@@ -1,10 +1,10 @@
 """Every cross-cutting request concern as a named type a route takes as a parameter: the store,
 the clock, the caller (user, user-or-admin, admin), the JSON body, the export page and the
-idempotency guard."""
+idempotency guard. All are `async def`: FastAPI runs a plain `def` dependency in a worker
+thread, which cost 12 thread hops per reserve+pay (profile, docs/server.md)."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
@@ -14,23 +14,31 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Query, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import ClientDisconnect
 
 from reference_server.auth import is_admin, user_from_token
 from reference_server.domain import canonical_json
-from reference_server.errors import ApiError
-from reference_server.stores.base import Store
+from reference_server.errors import ApiError, StoreUnavailable
+from reference_server.stores.base import (
+    LAZY_EXPIRY_CODES,
+    CreateOp,
+    IdemRequest,
+    StaleSale,
+    Store,
+)
 
 MAX_BODY_BYTES = 1_000_000
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
+IDEMPOTENCY_KEY = re.compile(r"^[!-~]{1,128}$")
 DIGITS = re.compile(r"[0-9]{1,18}")
+STALE_RETRIES = 5
 Clock = Callable[[], float]
 
 
-def get_store(request: Request) -> Store:
+async def get_store(request: Request) -> Store:
     return request.app.state.store
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     return request.app.state.clock
 
 
@@ -43,7 +51,7 @@ _bearer = HTTPBearer(auto_error=False, description="an admin token or a user tok
                      "(`POST /v1/admin/user-tokens`)")
 
 
-def bearer_token(creds: Annotated[HTTPAuthorizationCredentials | None,
+async def bearer_token(creds: Annotated[HTTPAuthorizationCredentials | None,
                                   Depends(_bearer)]) -> str:
     if creds is None or not creds.credentials.strip():
         raise ApiError("unauthorized", "send Authorization: Bearer <token>")
@@ -53,9 +61,9 @@ def bearer_token(creds: Annotated[HTTPAuthorizationCredentials | None,
 Token = Annotated[str, Depends(bearer_token)]
 
 
-def caller(request: Request, token: Token) -> str | None:
+async def caller(request: Request, token: Token) -> str | None:
     """The user id of a user token; None for the admin token."""
-    user = user_from_token(request.app.state.secret, token)
+    user = user_from_token(request.app.state.secret, token, request.app.state.clock())
     if user is not None:
         return user
     if is_admin(request.app.state.admin_token, token):
@@ -66,7 +74,7 @@ def caller(request: Request, token: Token) -> str | None:
 Caller = Annotated[str | None, Depends(caller)]
 
 
-def current_user(user: Caller) -> str:
+async def current_user(user: Caller) -> str:
     if user is None:
         raise ApiError("forbidden", "this endpoint needs a user token, not the admin token")
     return user
@@ -75,10 +83,10 @@ def current_user(user: Caller) -> str:
 CurrentUser = Annotated[str, Depends(current_user)]
 
 
-def require_admin(request: Request, token: Token) -> None:
+async def require_admin(request: Request, token: Token) -> None:
     if is_admin(request.app.state.admin_token, token):
         return
-    if user_from_token(request.app.state.secret, token) is not None:
+    if user_from_token(request.app.state.secret, token, request.app.state.clock()) is not None:
         raise ApiError("forbidden", "admin only")
     raise ApiError("unauthorized", "bad admin token")
 
@@ -90,17 +98,24 @@ AdminDep = Depends(require_admin)
 
 
 async def _read_json(request: Request, required: bool) -> Any:
-    body = await request.body()
+    try:
+        body = await request.body()
+    except ClientDisconnect:  # the client gave up (timed out): nobody to answer, nothing to log
+        raise ApiError("invalid", "the client disconnected before sending its body") from None
     if len(body) > MAX_BODY_BYTES:
         raise ApiError("too_large", f"body over {MAX_BODY_BYTES} bytes")
     if not body.strip() and not required:
         return {}
     if not body:
         raise ApiError("invalid", "a JSON body is required")
+    try:  # UTF-8 only: json.loads would also guess UTF-16 and UTF-32 from raw bytes
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError("invalid", "the body must be JSON in UTF-8") from None
     try:
-        return json.loads(body, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=_no_constant)
     except (ValueError, RecursionError):
-        raise ApiError("invalid", "the body is not valid JSON") from None
+        raise ApiError("invalid", "the body is not valid UTF-8 JSON") from None
 
 
 async def json_body(request: Request) -> Any:
@@ -121,9 +136,10 @@ JsonBody = Annotated[Any, Depends(json_body)]
 OptionalJsonBody = Annotated[Any, Depends(optional_json_body)]
 
 
-def page(after: Annotated[str | None, Query(description="`next` of the previous page")] = None,
-         limit: Annotated[str | None, Query(description="rows per page, 1-1000 (500)")] = None,
-         ) -> tuple[int, int]:
+async def page(
+        after: Annotated[str | None, Query(description="`next` of the previous page")] = None,
+        limit: Annotated[str | None, Query(description="rows per page, 1-1000 (500)")] = None,
+) -> tuple[int, int]:
     after_s, limit_s = after or "0", limit or "500"
     if not DIGITS.fullmatch(after_s):
         raise ApiError("invalid", "after: a cursor from a previous page")
@@ -139,7 +155,8 @@ Page = Annotated[tuple[int, int], Depends(page)]
 
 class IdempotencyGuard:
     """Runs a creating request at most once per (user, `Idempotency-Key`) and replays its first
-    response (CONTRACT.md, "Idempotency")."""
+    response (CONTRACT.md, "Idempotency"): the store claims the key, makes the change and
+    records the answer in one step (`Store.once`)."""
 
     def __init__(self, store: Store, clock: Clock, user: str, key: str, method: str,
                  path: str) -> None:
@@ -149,47 +166,51 @@ class IdempotencyGuard:
     def fingerprint(self, data: Any) -> str:
         return hashlib.sha256(f"{self._what} {canonical_json(data)}".encode()).hexdigest()
 
-    async def run(self, data: Any, act: Callable[[], Awaitable[Any]]) -> Response:
-        """`act()` → 201 with its JSON; refusals are recorded and replayed like successes."""
-        store, user, key = self.store, self.user, self.key
-        begun = await store.idem_begin(user, key, self.fingerprint(data), self.clock())
-        if begun.state == "replay":
-            return Response(begun.body, status_code=begun.status,
-                            media_type="application/json")
+    async def run(self, data: Any, build: Callable[[float], Awaitable[CreateOp]]) -> Response:
+        """`build(now)` checks and prices the request under the loaded sale; the store runs
+        it. Priced again when the sale changed meanwhile; a refusal an expired but unreleased
+        order may cause (sold out, limit, seat) is retried once after expiry."""
+        idem = IdemRequest(self.user, self.key, self.fingerprint(data))
+        record_lazy = False
+        for _ in range(STALE_RETRIES):
+            now = self.clock()
+            try:
+                op = await build(now)
+            except ApiError as exc:
+                if exc.code == "invalid":  # invalid requests are not recorded (CONTRACT.md)
+                    raise
+                op = CreateOp("refusal", (exc,), str)
+            try:
+                begun = await self.store.once(idem, op, now, record_refusals=record_lazy)
+            except StaleSale:
+                self.store.forget_recent_sale()
+                continue  # another sale was loaded meanwhile: price under that one
+            except ApiError as exc:
+                if exc.code not in LAZY_EXPIRY_CODES or record_lazy:
+                    raise
+                await self.store.expire_due(self.clock())
+                record_lazy = True
+                continue
+            break
+        else:
+            raise StoreUnavailable("the sale kept changing while pricing the request")
         if begun.state == "mismatch":
             raise ApiError("idempotency_key_reused", "this Idempotency-Key was used for a "
                            "different request")
         if begun.state == "in_flight":
             raise ApiError("in_flight", "a request with this Idempotency-Key is in progress")
-        try:
-            payload = await act()
-            status = 201
-        except ApiError as exc:
-            if exc.code == "invalid":  # invalid requests are not recorded (CONTRACT.md)
-                with contextlib.suppress(Exception):
-                    await store.idem_abort(user, key)
-                raise
-            if exc.code == "in_flight":  # the store saw the key's first request still running
-                raise
-            payload, status = exc.body(), exc.status
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await store.idem_abort(user, key)
-            raise
-        body = json.dumps(payload)
-        await store.idem_finish(user, key, status, body)
-        return Response(body, status_code=status, media_type="application/json")
+        return Response(begun.body, status_code=begun.status, media_type="application/json")
 
 
-def idempotency_key(key: Annotated[str | None, Header(
-        alias="Idempotency-Key", description="1-128 printable ASCII characters, unique per "
-        "user and request")] = None) -> str:
-    if key is None or not IDEMPOTENCY_KEY.fullmatch(key):
+async def idempotency_key(key: Annotated[str, Header(
+        alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY.pattern,
+        description="1-128 printable ASCII characters, unique per user and request")]) -> str:
+    if not IDEMPOTENCY_KEY.fullmatch(key):  # the header pattern already said so; belt and braces
         raise ApiError("invalid", "Idempotency-Key header: 1-128 printable ASCII characters")
     return key
 
 
-def idempotency_guard(request: Request, store: StoreDep, clock: ClockDep, user: CurrentUser,
+async def idempotency_guard(request: Request, store: StoreDep, clock: ClockDep, user: CurrentUser,
                       key: Annotated[str, Depends(idempotency_key)]) -> IdempotencyGuard:
     return IdempotencyGuard(store, clock, user, key, request.method, request.url.path)
 

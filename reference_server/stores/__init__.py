@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from reference_server.stores.base import Store
@@ -27,3 +28,11 @@ def store_from_url(url: str) -> Store:
         return UnsafeStore(url)
     raise ValueError(f"{url!r}: unknown store; use one of sqlite:///path, postgresql://..., "
                      "redis://..., unsafe:///path")
+
+
+_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/@\s:]*:)[^@\s/]*(?=@)", re.I)
+
+
+def redact_url(text: str) -> str:
+    """`text` with the password of every URL in it replaced by `***` (user names stay)."""
+    return _PASSWORD.sub(r"\g<head>***", text)

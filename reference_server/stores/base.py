@@ -5,15 +5,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from reference_server.domain import ClaimRow, GroupRow, OrderRow, PricedReserve, Sale
+from reference_server.errors import ApiError
 
 IDEMPOTENCY_STALE_SECONDS = 30.0
 """An in-flight idempotency marker older than this belongs to a crashed worker and is taken over."""
+IDEMPOTENCY_TTL_SECONDS = 24 * 3600.0
+"""An idempotency record (the first response, for replay) is kept this long (CONTRACT.md 1.2).
+Orders and claims stay unique per (user, key) for as long as the sale exists."""
 
+RECENT_SALE_SECONDS = 1.0
 ExportKind = Literal["orders", "groups", "claims"]
 ExportRow = OrderRow | GroupRow | ClaimRow
 
@@ -34,11 +43,50 @@ class SaleRecord:
 
 @dataclass(frozen=True)
 class IdemBegin:
-    """Outcome of claiming an idempotency key: go ahead, replay, or refuse."""
+    """Outcome of claiming an idempotency key: go ahead, replay, or refuse; `done` when `once`
+    ran the request and recorded its answer."""
 
-    state: Literal["new", "replay", "mismatch", "in_flight"]
+    state: Literal["new", "replay", "mismatch", "in_flight", "done"]
     status: int = 0
     body: str = ""
+
+
+@dataclass(frozen=True)
+class IdemRequest:
+    """Who asked under which key, and the request's fingerprint."""
+
+    user_id: str
+    key: str
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class CreateOp:
+    """A creating request, checked and priced: `kind` with its arguments, and how to render the
+    row it makes as the JSON body of the answer (recorded for replay)."""
+
+    kind: Literal["reserve", "open_group", "claim", "refusal"]
+    """`refusal`: the rules above the store refused it (args: the ApiError); only recorded."""
+    args: tuple[Any, ...]
+    render: Callable[[Any], str]
+
+
+LAZY_EXPIRY_CODES = frozenset({"sold_out", "limit_reached", "group_full"})
+"""Refusals an expired but not yet released order may cause: retried after expiry, so `once`
+records them only when asked to."""
+
+
+@dataclass(frozen=True)
+class Durability:
+    """The live backend's durability settings and, when they can lose an acknowledged order
+    (on a crash of the server, of the store, or of the machine under it), why."""
+
+    settings: dict[str, str]
+    warning: str | None = None
+
+    @property
+    def safe(self) -> bool:
+        return self.warning is None
 
 
 class Store(ABC):
@@ -46,6 +94,7 @@ class Store(ABC):
 
     scheme: str = ""
     safe: bool = True
+    """False only for the deliberately wrong `unsafe://` store."""
 
     @abstractmethod
     async def open(self) -> None:
@@ -53,6 +102,10 @@ class Store(ABC):
 
     @abstractmethod
     async def close(self) -> None: ...
+
+    @abstractmethod
+    async def durability(self) -> Durability:
+        """Read the backend's durability settings from the live server."""
 
     @abstractmethod
     async def secret(self, proposed: str) -> str:
@@ -69,6 +122,23 @@ class Store(ABC):
 
     @abstractmethod
     async def sale(self) -> Sale | None: ...
+
+    _recent: tuple[float, Sale] | None = None
+
+    async def recent_sale(self) -> Sale | None:
+        """The loaded sale as read at most `RECENT_SALE_SECONDS` ago, for pricing on the hot
+        path: a store refuses a request priced under a sale that is no longer loaded
+        (`StaleSale`), so a stale copy costs one retry, never a wrong price. Call
+        `forget_recent_sale()` on `StaleSale` and after loading a sale."""
+        cached = self._recent
+        if cached is not None and time.monotonic() - cached[0] < RECENT_SALE_SECONDS:
+            return cached[1]
+        sale = await self.sale()
+        self._recent = None if sale is None else (time.monotonic(), sale)
+        return sale
+
+    def forget_recent_sale(self) -> None:
+        self._recent = None
 
     @abstractmethod
     async def skus(self) -> dict[str, dict[str, int]]:
@@ -114,6 +184,43 @@ class Store(ABC):
                      limit: int) -> tuple[list[ExportRow], int | None]:
         """Rows in creation order after the cursor, and the next cursor (None at the end)."""
 
+    async def once(self, idem: IdemRequest, op: CreateOp, now: float, *,
+                   record_refusals: bool) -> IdemBegin:
+        """Run `op` at most once per (user, key) and record its answer: `done` with it, or
+        `replay`/`mismatch`/`in_flight` for a key already used. A refusal is recorded as the
+        answer unless it is `invalid`, `idempotency_key_reused` or (without `record_refusals`)
+        a lazy-expiry code: those raise and leave no record.
+
+        This default takes three steps (begin, the change, finish); the SQL stores do it all in
+        one transaction."""
+        begun = await self.idem_begin(idem.user_id, idem.key, idem.fingerprint, now)
+        if begun.state != "new":
+            return begun
+        try:
+            row = await self._create(op, now)
+            status, body = 201, op.render(row)
+        except ApiError as exc:
+            if not records_refusal(exc, record_refusals):
+                with contextlib.suppress(Exception):
+                    await self.idem_abort(idem.user_id, idem.key)
+                raise
+            status, body = exc.status, json.dumps(exc.body())
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.idem_abort(idem.user_id, idem.key)
+            raise
+        await self.idem_finish(idem.user_id, idem.key, status, body)
+        return IdemBegin("done", status, body)
+
+    async def _create(self, op: CreateOp, now: float) -> Any:
+        if op.kind == "refusal":
+            raise op.args[0]
+        if op.kind == "reserve":
+            return await self.reserve(*op.args, now)
+        if op.kind == "open_group":
+            return await self.open_group(*op.args, now)
+        return await self.claim_coupon(*op.args, now)
+
     @abstractmethod
     async def idem_begin(self, user_id: str, key: str, fingerprint: str,
                          now: float) -> IdemBegin: ...
@@ -124,3 +231,10 @@ class Store(ABC):
     @abstractmethod
     async def idem_abort(self, user_id: str, key: str) -> None:
         """Forget an in-flight key whose request failed unexpectedly, so a retry can run."""
+
+
+def records_refusal(exc: ApiError, record_refusals: bool) -> bool:
+    """Whether a refusal becomes the key's recorded answer."""
+    if exc.code in ("invalid", "idempotency_key_reused", "in_flight"):
+        return False
+    return record_refusals or exc.code not in LAZY_EXPIRY_CODES

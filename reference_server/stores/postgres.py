@@ -16,14 +16,16 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pgerrors
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from reference_server.errors import ApiError, StoreUnavailable
+from reference_server.stores.base import Durability
 from reference_server.stores.sql import MIGRATIONS, SCHEMA, Deferred, SqlStore
 
 T = TypeVar("T")
@@ -39,7 +41,7 @@ def split_schema(url: str) -> tuple[str, str]:
     schema = next((v for k, v in query if k == "schema"), "groupbuy")
     if not SCHEMA_NAME.fullmatch(schema):
         raise ValueError(f"{url}: schema must be a lower-case SQL identifier")
-    rest = urlencode([(k, v) for k, v in query if k != "schema"])
+    rest = urlencode([(k, v) for k, v in query if k != "schema"], quote_via=quote)
     return urlunsplit(parts._replace(scheme="postgresql", query=rest)), schema
 
 
@@ -53,7 +55,9 @@ class _PgTx:
 
     def __init__(self, conn: psycopg.Connection, schema: str) -> None:
         self.conn = conn
-        self.exclusive = f"SELECT pg_advisory_xact_lock({zlib.crc32(schema.encode())})"
+        key = zlib.crc32(schema.encode())
+        self.exclusive = f"SELECT pg_advisory_xact_lock({key})"
+        self.shared = f"SELECT pg_advisory_xact_lock_shared({key})"
 
     def one(self, sql: str, *params: Any) -> dict[str, Any] | None:
         return self.conn.execute(_pg_sql(sql), params).fetchone()  # type: ignore[return-value]
@@ -97,11 +101,28 @@ class PostgresStore(SqlStore):
                                      f"{column} {kind}")
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"PostgreSQL: {exc}".strip()) from exc
+        # keep the URL's own `options` (e.g. -c synchronous_commit=…): they are part of the
+        # durability the store reports
+        options = conninfo_to_dict(self.conninfo).get("options") or ""
         self._pool = ConnectionPool(
             self.conninfo, min_size=1, max_size=POOL_SIZE, open=False, timeout=10,
             kwargs={"autocommit": True, "row_factory": dict_row,
-                    "options": f"-c search_path={self.schema}"})
+                    "options": f"{options} -c search_path={self.schema}".strip()})
         self._pool.open(wait=True, timeout=10)
+
+    async def durability(self) -> Durability:
+        def read(tx: _PgTx) -> dict[str, str]:
+            return {k: str(tx.one(f"SHOW {k}")[k])  # type: ignore[index]
+                    for k in ("synchronous_commit", "fsync")}
+        settings = await self._query(read)
+        problems = []
+        if settings["synchronous_commit"] == "off":
+            problems.append("synchronous_commit=off: a crash of PostgreSQL loses the last "
+                            "acknowledged commits")
+        if settings["fsync"] != "on":
+            problems.append("fsync=off: an OS crash or power cut can lose acknowledged commits "
+                            "(or corrupt the cluster)")
+        return Durability(settings, "PostgreSQL " + "; ".join(problems) if problems else None)
 
     async def close(self) -> None:
         pool = self._pool
@@ -112,9 +133,9 @@ class PostgresStore(SqlStore):
 
     async def _run(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
         return await asyncio.get_running_loop().run_in_executor(
-            self._threads, self._transact, fn, args)
+            self._threads, self._transact, fn, args, write)
 
-    def _transact(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+    def _transact(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
         if self._pool is None:
             raise StoreUnavailable("the PostgreSQL store is closed")
         for attempt in range(RETRIES):
@@ -122,8 +143,11 @@ class PostgresStore(SqlStore):
                 with self._pool.connection() as conn:
                     deferred: ApiError | None = None
                     with conn.transaction():
+                        tx = _PgTx(conn, self.schema)
+                        if write:  # a load or reset (exclusive) waits for this change, and
+                            tx.one(tx.shared)  # this change for a load or reset in progress
                         try:
-                            out = fn(_PgTx(conn, self.schema), *args)
+                            out = fn(tx, *args)
                         except Deferred as d:
                             deferred = d.error
                     if deferred is not None:

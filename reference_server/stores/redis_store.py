@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import re
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rexc
@@ -32,17 +33,25 @@ from reference_server.domain import (
 from reference_server.errors import ApiError, StoreUnavailable
 from reference_server.stores.base import (
     IDEMPOTENCY_STALE_SECONDS,
+    IDEMPOTENCY_TTL_SECONDS,
+    CreateOp,
+    Durability,
     ExportKind,
     ExportRow,
     IdemBegin,
+    IdemRequest,
     SaleRecord,
     StaleSale,
     Store,
+    records_refusal,
 )
 
 PREFIX = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 EXPIRY_BATCH = 500
 STALE_RETRIES = 5
+POOL_SIZE = 64
+"""Connections per worker process; requests beyond it wait for one (blocking pool)."""
+POOL_WAIT_SECONDS = 10.0
 BACKEND_ERRORS = (rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError)
 
 
@@ -53,7 +62,7 @@ def split_prefix(url: str) -> tuple[str, str]:
     prefix = next((v for k, v in query if k == "prefix"), "groupbuy")
     if not PREFIX.fullmatch(prefix):
         raise ValueError(f"{url}: prefix must be 1-64 letters, digits, _ . -")
-    rest = urlencode([(k, v) for k, v in query if k != "prefix"])
+    rest = urlencode([(k, v) for k, v in query if k != "prefix"], quote_via=quote)
     return urlunsplit(parts._replace(query=rest)), prefix
 
 
@@ -92,15 +101,34 @@ class RedisStore(Store):
         return self._r
 
     async def open(self) -> None:
-        self._r = aioredis.Redis.from_url(self.url, decode_responses=True)
+        # a blocking pool: under a burst a request waits for a free connection (up to
+        # POOL_WAIT_SECONDS) instead of failing with "Too many connections"
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url, decode_responses=True, max_connections=POOL_SIZE, timeout=POOL_WAIT_SECONDS)
+        self._r = aioredis.Redis(connection_pool=pool)
         bodies, load = _scripts()
         self._scripts = {n: self._r.register_script(src) for n, src in bodies.items()}
         self._scripts["load"] = self._r.register_script(load)
         await self._r.ping()
 
+    async def durability(self) -> Durability:
+        try:
+            got = await self.r.config_get("append*")
+        except rexc.ResponseError as exc:  # CONFIG disabled or renamed (managed Redis)
+            return Durability({}, f"Redis: cannot read appendonly/appendfsync ({exc}); "
+                              "cannot tell whether acknowledged orders survive a restart")
+        settings = {k: str(got.get(k, "?")) for k in ("appendonly", "appendfsync")}
+        if settings["appendonly"] != "yes":
+            return Durability(settings, "Redis appendonly=no: a restart of Redis loses every "
+                              "order (needs appendonly yes, appendfsync always)")
+        if settings["appendfsync"] != "always":
+            return Durability(settings, f"Redis appendfsync={settings['appendfsync']}: a crash "
+                              "can lose acknowledged orders (needs appendfsync always)")
+        return Durability(settings)
+
     async def close(self) -> None:
         if self._r is not None:
-            await self._r.aclose()
+            await self._r.aclose(close_connection_pool=True)
             self._r = None
 
     # -- helpers ----------------------------------------------------------------------------
@@ -145,10 +173,13 @@ class RedisStore(Store):
     async def _priced(self, name: str, now: float, build: Any) -> list[str]:
         """Call a script with arguments taken from the current sale, again if it changed."""
         for _ in range(STALE_RETRIES):
-            sale, _ = await self._need_sale()
+            sale = await self.recent_sale()
+            if sale is None:
+                raise ApiError("no_sale", "no sale is loaded (POST /v1/admin/sale)")
             try:
                 return await self._eval(name, sale.sale_id, now, sale, *build(sale))
             except StaleSale:
+                self.forget_recent_sale()
                 continue
         raise StoreUnavailable("the sale kept changing while pricing an order")
 
@@ -208,12 +239,22 @@ class RedisStore(Store):
         if sale is None or gen is None:
             return {}
         ids = sorted(s.id for s in sale.rules.skus)
-        async with self.r.pipeline(transaction=True) as pipe:
-            for sku_id in ids:
-                pipe.hgetall(self._k(gen, f"sku:{sku_id}"))
-            rows = await pipe.execute()
+        rows = await self._snapshot(gen, [f"sku:{i}" for i in ids])
         return {i: {k: int(v) for k, v in row.items()} for i, row in zip(ids, rows, strict=True)
                 if row}
+
+    async def _snapshot(self, gen: str, keys: list[str]) -> list[dict[str, str]]:
+        """HGETALL of these keys of generation `gen`, atomically, while `gen` is still the
+        loaded sale (a reload drops the old generation's keys soon after): a read straddling a
+        reload is `StoreUnavailable` (503, retry) rather than a half-empty answer."""
+        async with self.r.pipeline(transaction=True) as pipe:
+            pipe.hget(f"{self.prefix}:sale", "gen")
+            for key in keys:
+                pipe.hgetall(self._k(gen, key))
+            current, *rows = await pipe.execute()
+        if current != gen:
+            raise StoreUnavailable("the sale was reloaded during the read; retry")
+        return rows
 
     # -- state changes ----------------------------------------------------------------------
     @staticmethod
@@ -223,7 +264,8 @@ class RedisStore(Store):
         return [req.user_id, req.sku_id, req.quantity, req.idempotency_key, p.order_id,
                 req.group_id or "", req.coupon_id or "", p.per_user_limit, _num(p.expires_at),
                 p.amount, p.list_amount, prices, g.group_id if g else "",
-                _num(g.deadline) if g else "", g.top_size if g else 0, g.min_size if g else 0]
+                _num(g.deadline) if g else "", g.top_size if g else 0, g.min_size if g else 0,
+                req.fingerprint]
 
     async def reserve(self, priced: PricedReserve, now: float) -> OrderRow:
         out = await self._eval("reserve", priced.sale_id, now, None,
@@ -231,11 +273,11 @@ class RedisStore(Store):
         return _order_row(out)
 
     async def open_group(self, priced: PricedReserve, now: float) -> tuple[GroupRow, OrderRow]:
-        order = await self.reserve(priced, now)
-        assert order.group_id is not None
-        group = await self.group(order.group_id)
-        assert group is not None
-        return group, order
+        reply = await self._eval("reserve", priced.sale_id, now, None,
+                                 *self._reserve_args(priced))
+        order, rest = _take(reply[1:])
+        group, rest = _take(rest)
+        return GroupRow.from_fields(group, rest[1:]), OrderRow.from_fields(order)
 
     async def pay(self, order_id: str, user_id: str | None, now: float) -> OrderRow:
         def build(sale: Sale) -> list[Any]:
@@ -249,8 +291,7 @@ class RedisStore(Store):
     async def claim_coupon(self, coupon_id: str, user_id: str, key: str,
                            now: float) -> ClaimRow:
         out = await self._current("claim", now, coupon_id, user_id, key, new_id("c"))
-        _, gen = await self._need_sale()
-        return ClaimRow.from_fields(await self.r.hgetall(self._k(gen, f"claim:{out[0]}")))
+        return ClaimRow.from_fields(dict(zip(out[::2], out[1::2], strict=True)))
 
     async def expire_due(self, now: float) -> tuple[int, int]:
         sale, gen = await self._sale_gen()
@@ -282,11 +323,8 @@ class RedisStore(Store):
 
     async def ledger_counts(self) -> dict[str, Any]:
         sale, gen = await self._need_sale()
-        async with self.r.pipeline(transaction=True) as pipe:
-            pipe.hgetall(self._k(gen, "counts"))
-            for c in sale.rules.coupons:
-                pipe.hgetall(self._k(gen, f"coupon:{c.id}"))
-            counts, *coupons = await pipe.execute()
+        counts, *coupons = await self._snapshot(
+            gen, ["counts", *[f"coupon:{c.id}" for c in sale.rules.coupons]])
         n = {k: int(v) for k, v in counts.items()}
         return {
             "coupons": {c.id: {k: int(row[k]) for k in ("pool", "issued", "per_user")}
@@ -324,10 +362,50 @@ class RedisStore(Store):
         return rows, (int(last["seq"]) if more else None)
 
     # -- idempotency ------------------------------------------------------------------------
+    async def once(self, idem: IdemRequest, op: CreateOp, now: float, *,
+                   record_refusals: bool) -> IdemBegin:
+        """The key's check and claim run inside the reserve or claim script; the rendered answer
+        is recorded right after (two round trips instead of three)."""
+        if op.kind == "refusal":
+            return await super().once(idem, op, now, record_refusals=record_refusals)
+        extra = [idem.user_id, idem.key, idem.fingerprint, IDEMPOTENCY_STALE_SECONDS,
+                 IDEMPOTENCY_TTL_SECONDS]
+        try:
+            if op.kind == "claim":
+                reply = await self._current("claim", now, *op.args, new_id("c"), *extra)
+            else:
+                (priced,) = op.args
+                reply = await self._eval("reserve", priced.sale_id, now, None,
+                                         *self._reserve_args(priced), *extra)
+        except ApiError as exc:
+            if not records_refusal(exc, record_refusals):
+                raise
+            status, body = exc.status, json.dumps(exc.body())
+            await self._current("idem_put", now, idem.user_id, idem.key, idem.fingerprint,
+                                status, body, IDEMPOTENCY_TTL_SECONDS)
+            return IdemBegin("done", status, body)
+        if reply[0] == "idem":
+            state = reply[1]
+            if state == "replay":
+                return IdemBegin("replay", int(reply[2]), reply[3])
+            return IdemBegin(state)  # type: ignore[arg-type]
+        row: Any
+        if op.kind == "claim":
+            row = ClaimRow.from_fields(dict(zip(reply[::2], reply[1::2], strict=True)))
+        elif op.kind == "open_group":
+            order, rest = _take(reply[1:])
+            group, rest = _take(rest)
+            row = GroupRow.from_fields(group, rest[1:]), OrderRow.from_fields(order)
+        else:
+            row = _order_row(reply)
+        body = op.render(row)
+        await self.idem_finish(idem.user_id, idem.key, 201, body)
+        return IdemBegin("done", 201, body)
+
     async def idem_begin(self, user_id: str, key: str, fingerprint: str,
                          now: float) -> IdemBegin:
         out = await self._current("idem_begin", now, user_id, key, fingerprint,
-                                  IDEMPOTENCY_STALE_SECONDS)
+                                  IDEMPOTENCY_STALE_SECONDS, IDEMPOTENCY_TTL_SECONDS)
         if out[0] == "replay":
             return IdemBegin("replay", int(out[1]), out[2])
         return IdemBegin(out[0])  # type: ignore[arg-type]
@@ -339,9 +417,16 @@ class RedisStore(Store):
         await self._current("idem_abort", 0.0, user_id, key)
 
 
-def _order_row(reply: list[str]) -> OrderRow:
-    """The order hash an order script returned after its id."""
-    return OrderRow.from_fields(dict(zip(reply[1::2], reply[2::2], strict=True)))
+def _take(items: list[Any]) -> tuple[dict[str, str], list[Any]]:
+    """A hash an order script returned as `n, n flat items`, and what follows it."""
+    n = int(items[0])
+    flat = items[1:1 + n]
+    return dict(zip(flat[::2], flat[1::2], strict=True)), items[1 + n:]
+
+
+def _order_row(reply: list[Any]) -> OrderRow:
+    """The order an order script returned after its id."""
+    return OrderRow.from_fields(_take(reply[1:])[0])
 
 
 def _backend_errors_as_unavailable(cls: type) -> type:

@@ -27,12 +27,16 @@ from reference_server.domain import (
 from reference_server.errors import ApiError
 from reference_server.stores.base import (
     IDEMPOTENCY_STALE_SECONDS,
+    IDEMPOTENCY_TTL_SECONDS,
+    CreateOp,
     ExportKind,
     ExportRow,
     IdemBegin,
+    IdemRequest,
     SaleRecord,
     StaleSale,
     Store,
+    records_refusal,
 )
 
 T = TypeVar("T")
@@ -71,7 +75,7 @@ CREATE TABLE IF NOT EXISTS orders (
   idempotency_key TEXT NOT NULL, amount BIGINT NOT NULL, list_amount BIGINT NOT NULL,
   prices TEXT NOT NULL, gift INTEGER NOT NULL DEFAULT 0, created_at DOUBLE PRECISION NOT NULL,
   expires_at DOUBLE PRECISION NOT NULL, paid_at DOUBLE PRECISION,
-  closed_at DOUBLE PRECISION, movements TEXT NOT NULL, paid_seq BIGINT,
+  closed_at DOUBLE PRECISION, movements TEXT NOT NULL, paid_seq BIGINT, request_fp TEXT,
   UNIQUE (user_id, idempotency_key));
 CREATE INDEX IF NOT EXISTS orders_due ON orders (status, expires_at);
 CREATE INDEX IF NOT EXISTS orders_group ON orders (group_id);
@@ -85,18 +89,21 @@ CREATE INDEX IF NOT EXISTS groups_due ON groups (status, deadline);
 CREATE TABLE IF NOT EXISTS idem (
   user_id TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL, state TEXT NOT NULL,
   status INTEGER, body TEXT, started_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (user_id, key));
+CREATE INDEX IF NOT EXISTS idem_age ON idem (started_at);
 """
 
 MIGRATIONS = (
     ("sale", "sale_id", "TEXT NOT NULL DEFAULT ''"),
     ("sale", "move_seq", "BIGINT NOT NULL DEFAULT 0"),
     ("orders", "paid_seq", "BIGINT"),
+    ("orders", "request_fp", "TEXT"),
 )
 """Columns added after a store was first created (contract 1.2): (table, column, type)."""
 
 STATE_TABLES = ("orders", "groups", "claims", "coupon_users", "user_units", "idem", "skus",
                 "coupons", "sale")
 EXPIRY_BATCH = 500
+PURGE_EVERY_SECONDS = 60.0
 
 
 class Tx(Protocol):
@@ -180,7 +187,12 @@ class SqlStore(Store):
                            now: float) -> ClaimRow:
         return ClaimRow.from_fields(await self._call(_claim, coupon_id, user_id, key, now))
 
+    _next_purge = 0.0
+
     async def expire_due(self, now: float) -> tuple[int, int]:
+        if now >= self._next_purge:  # a write, so not on every pass
+            await self._call(_forget_idempotency, now)
+            self._next_purge = now + PURGE_EVERY_SECONDS
         orders, groups = await self._query(_due, now)
         expired = closed = 0
         for order_id in orders:
@@ -214,6 +226,12 @@ class SqlStore(Store):
         return typed, nxt
 
     # -- idempotency ----------------------------------------------------------------------
+    async def once(self, idem: IdemRequest, op: CreateOp, now: float, *,
+                   record_refusals: bool) -> IdemBegin:
+        """The key, the change and the recorded answer in one transaction: one commit (and
+        one fsync) per creating request, and no in-flight marker a crash could leave behind."""
+        return await self._call(_once, idem, op, now, record_refusals, self._take_stock)
+
     async def idem_begin(self, user_id: str, key: str, fingerprint: str,
                          now: float) -> IdemBegin:
         return await self._call(_idem_begin, user_id, key, fingerprint, now)
@@ -308,8 +326,13 @@ def _check_sale(tx: Tx, sale_id: str) -> None:
 def _prior_order(tx: Tx, p: PricedReserve) -> dict[str, Any] | None:
     """The order an earlier attempt under the same (user, key) committed (its response may have
     been lost in a crash)."""
-    return tx.one("SELECT * FROM orders WHERE user_id = ? AND idempotency_key = ?",
-                  p.req.user_id, p.req.idempotency_key)
+    prior = tx.one("SELECT * FROM orders WHERE user_id = ? AND idempotency_key = ?",
+                   p.req.user_id, p.req.idempotency_key)
+    if prior is not None and prior["request_fp"] and p.req.fingerprint \
+            and prior["request_fp"] != p.req.fingerprint:
+        raise ApiError("idempotency_key_reused", "this Idempotency-Key was used for a "
+                       "different request")
+    return prior
 
 
 def _reserve(tx: Tx, p: PricedReserve, now: float, take_stock: TakeStock) -> dict[str, Any]:
@@ -355,13 +378,15 @@ def _reserve_new(tx: Tx, p: PricedReserve, now: float, take_stock: TakeStock) ->
     if group_id is not None:
         tx.run("UPDATE groups SET members = members + 1 WHERE group_id = ?", group_id)
     seq = tx.next_seq()  # after the SKU's guarded update: its lock orders the movements
-    tx.run("INSERT INTO orders (order_id, user_id, sku_id, quantity, status, group_id, "
-           "coupon_id, idempotency_key, amount, list_amount, prices, created_at, expires_at, "
-           "movements) VALUES (?, ?, ?, ?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-           p.order_id, req.user_id, req.sku_id, q, group_id, req.coupon_id,
-           req.idempotency_key, p.amount, p.list_amount, json.dumps(p.prices), now,
-           p.expires_at, json.dumps([movement("reserve", q, now, seq)]))
-    return _existing_order(tx, p.order_id)
+    order = tx.one(
+        "INSERT INTO orders (order_id, user_id, sku_id, quantity, status, group_id, "
+        "coupon_id, idempotency_key, amount, list_amount, prices, created_at, expires_at, "
+        "movements, request_fp) VALUES (?, ?, ?, ?, 'reserved', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "RETURNING *", p.order_id, req.user_id, req.sku_id, q, group_id, req.coupon_id,
+        req.idempotency_key, p.amount, p.list_amount, json.dumps(p.prices), now,
+        p.expires_at, json.dumps([movement("reserve", q, now, seq)]), req.fingerprint)
+    assert order is not None
+    return order
 
 
 def _open_group(tx: Tx, p: PricedReserve, now: float,
@@ -436,18 +461,20 @@ def _pay(tx: Tx, order_id: str, user_id: str | None, now: float) -> dict[str, An
     tx.run("UPDATE orders SET status = 'paid', paid_at = ? WHERE order_id = ?", now, order_id)
     tx.run("UPDATE skus SET reserved = reserved - ?, sold = sold + ? WHERE sku_id = ?",
            q, q, row["sku_id"])
-    seq = tx.one("UPDATE sale SET paid_seq = paid_seq + 1 WHERE id = 1 RETURNING paid_seq")
-    assert seq is not None
-    rank = int(seq["paid_seq"])
-    tx.run("UPDATE orders SET paid_seq = ?, gift = ? WHERE order_id = ?", rank,
-           int(gift_for(sale, sale.sku(row["sku_id"]), rank)), order_id)
     if row["group_id"]:
         g = tx.one("UPDATE groups SET paid_members = paid_members + 1 WHERE group_id = ? "
                    "RETURNING *", row["group_id"])
         assert g is not None
         if int(g["paid_members"]) >= int(g["top_size"]):
             _close_group(tx, sale, g, now)
-    return _existing_order(tx, order_id)
+    # the sale row is every payment's lock (dense ranks for the gift): take it last, briefly
+    seq = tx.one("UPDATE sale SET paid_seq = paid_seq + 1 WHERE id = 1 RETURNING paid_seq")
+    assert seq is not None
+    rank = int(seq["paid_seq"])
+    paid = tx.one("UPDATE orders SET paid_seq = ?, gift = ? WHERE order_id = ? RETURNING *",
+                  rank, int(gift_for(sale, sale.sku(row["sku_id"]), rank)), order_id)
+    assert paid is not None
+    return paid
 
 
 def _cancel(tx: Tx, order_id: str, user_id: str | None, now: float) -> dict[str, Any]:
@@ -550,6 +577,9 @@ def _claim(tx: Tx, coupon_id: str, user_id: str, key: str, now: float) -> dict[s
     prior = tx.one("SELECT * FROM claims WHERE user_id = ? AND idempotency_key = ?",
                    user_id, key)
     if prior is not None:
+        if prior["coupon_id"] != coupon_id:
+            raise ApiError("idempotency_key_reused", "this Idempotency-Key was used to claim "
+                           f"coupon {prior['coupon_id']}")
         return prior
     coupon = _sale(tx).coupon(coupon_id)
     if not tx.run("UPDATE coupons SET issued = issued + 1 WHERE coupon_id = ? AND issued < pool",
@@ -609,12 +639,20 @@ def _export(tx: Tx, kind: str, after: int, limit: int) -> tuple[list[dict], int 
 
 
 def _idem_begin(tx: Tx, user_id: str, key: str, fingerprint: str, now: float) -> IdemBegin:
+    # a new key (the common case) in one statement; PostgreSQL waits here for a concurrent
+    # request under the same key to commit
+    if tx.run("INSERT INTO idem (user_id, key, fingerprint, state, started_at) "
+              "VALUES (?, ?, ?, 'in_flight', ?) ON CONFLICT DO NOTHING",
+              user_id, key, fingerprint, now):
+        return IdemBegin("new")
     row = tx.one("SELECT * FROM idem WHERE user_id = ? AND key = ?" + tx.lock, user_id, key)
     if row is None:
-        inserted = tx.run("INSERT INTO idem (user_id, key, fingerprint, state, started_at) "
-                          "VALUES (?, ?, ?, 'in_flight', ?) ON CONFLICT DO NOTHING",
-                          user_id, key, fingerprint, now)
-        return IdemBegin("new") if inserted else IdemBegin("in_flight")
+        return IdemBegin("in_flight")
+    if float(row["started_at"]) < now - IDEMPOTENCY_TTL_SECONDS:  # expired: start afresh
+        tx.run("UPDATE idem SET fingerprint = ?, state = 'in_flight', status = NULL, "
+               "body = NULL, started_at = ? WHERE user_id = ? AND key = ?",
+               fingerprint, now, user_id, key)
+        return IdemBegin("new")
     if row["fingerprint"] != fingerprint:
         return IdemBegin("mismatch")
     if row["state"] == "done":
@@ -623,6 +661,39 @@ def _idem_begin(tx: Tx, user_id: str, key: str, fingerprint: str, now: float) ->
         tx.run("UPDATE idem SET started_at = ? WHERE user_id = ? AND key = ?", now, user_id, key)
         return IdemBegin("new")
     return IdemBegin("in_flight")
+
+
+def _once(tx: Tx, idem: IdemRequest, op: CreateOp, now: float, record_refusals: bool,
+          take_stock: TakeStock) -> IdemBegin:
+    begun = _idem_begin(tx, idem.user_id, idem.key, idem.fingerprint, now)
+    if begun.state != "new":
+        return begun
+    tx.run("SAVEPOINT op")
+    try:
+        row: Any
+        if op.kind == "refusal":
+            raise op.args[0]
+        if op.kind == "reserve":
+            row = OrderRow.from_fields(_reserve(tx, *op.args, now, take_stock))
+        elif op.kind == "open_group":
+            g, ids, order = _open_group(tx, *op.args, now, take_stock)
+            row = GroupRow.from_fields(g, ids), OrderRow.from_fields(order)
+        else:
+            row = ClaimRow.from_fields(_claim(tx, *op.args, now))
+        status, body = 201, op.render(row)
+    except ApiError as exc:
+        if not records_refusal(exc, record_refusals):
+            raise  # the whole transaction rolls back: no record of the key
+        tx.run("ROLLBACK TO SAVEPOINT op")  # keep the key, undo the half-done change
+        status, body = exc.status, json.dumps(exc.body())
+    tx.run("RELEASE SAVEPOINT op")
+    _idem_finish(tx, idem.user_id, idem.key, status, body)
+    return IdemBegin("done", status, body)
+
+
+def _forget_idempotency(tx: Tx, now: float) -> None:
+    """Drop replay records past their TTL (orders stay unique per key regardless)."""
+    tx.run("DELETE FROM idem WHERE started_at < ?", now - IDEMPOTENCY_TTL_SECONDS)
 
 
 def _idem_finish(tx: Tx, user_id: str, key: str, status: int, body: str) -> None:

@@ -1,21 +1,31 @@
 """`sqlite:///path` — the embedded default store.
 
 WAL mode, `BEGIN IMMEDIATE` write transactions (one writer at a time across all worker
-processes, so guarded updates cannot race) and a busy timeout. `synchronous=NORMAL` in WAL mode
-keeps every committed transaction across a crash of the server process (`kill -9`); use
-`?synchronous=FULL` to survive a power cut as well."""
+processes, so guarded updates cannot race) and a busy timeout. The default `synchronous=FULL`
+fsyncs the write-ahead log at every commit, so an acknowledged order survives a crash of the
+server and a power cut; `?synchronous=NORMAL` is faster but a power cut or OS crash can lose the
+last commits, so it counts as unsafe durability.
+
+The token-signing secret is not kept in the database file (which may sit under `results/`, which
+CI uploads) but in a private file of the state folder (`auth.state_dir()`), one per database."""
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import hashlib
+import os
 import sqlite3
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+from reference_server.auth import private_file, state_dir
 from reference_server.errors import ApiError, StoreUnavailable
+from reference_server.stores.base import Durability
 from reference_server.stores.sql import MIGRATIONS, SCHEMA, Deferred, SqlStore
 
 T = TypeVar("T")
@@ -56,6 +66,30 @@ class _SqliteTx:
                                      "RETURNING move_seq").fetchone()[0])
 
 
+_Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]",
+             asyncio.AbstractEventLoop]
+
+
+def _settle(fut: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
+    if fut.cancelled():
+        return
+    ok, value = outcome
+    if ok:
+        fut.set_result(value)
+    else:
+        fut.set_exception(value)
+
+
+class StoreInUse(Exception):
+    """Another server holds this SQLite file."""
+
+
+def _take_stored_secret(tx: _SqliteTx) -> str | None:
+    row = tx.one("SELECT v FROM meta WHERE k = 'secret'")
+    tx.run("DELETE FROM meta WHERE k = 'secret'")
+    return None if row is None else str(row["v"])
+
+
 def _migrate(tx: _SqliteTx) -> None:
     """Add the columns a store made by an older server lacks (additions only)."""
     for table, column, kind in MIGRATIONS:
@@ -72,10 +106,12 @@ class SqliteStore(SqlStore):
 
     def __init__(self, url: str) -> None:
         self.path, opts = sqlite_path(url)
-        self.synchronous = opts.get("synchronous", "NORMAL").upper()
+        self.synchronous = opts.get("synchronous", "FULL").upper()
         if self.synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"{url}: synchronous must be NORMAL or FULL")
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._queue: list[_Job] = []
+        self._queue_lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
 
     async def open(self) -> None:
@@ -97,6 +133,43 @@ class SqliteStore(SqlStore):
         self._transact(lambda tx: [tx.run(s) for s in ddl.split(";") if s.strip()], (), True)
         self._transact(_migrate, (), True)
 
+    def claim(self) -> IO[str]:
+        """Lock the database for this process (closing the returned file releases it, and so
+        does the process's death): one server per SQLite file, because a second one would load
+        its own campaign into the first one's store."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(f"{self.path}.lock", "a+")  # noqa: SIM115 - the caller closes it
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            handle.close()
+            raise StoreInUse(f"{self.path} is in use by another server (pid {holder}); stop it "
+                             "first or use another --store") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        return handle
+
+    async def durability(self) -> Durability:
+        settings = {"synchronous": self.synchronous, "journal_mode": "wal"}
+        if self.synchronous == "NORMAL":
+            return Durability(settings, "SQLite synchronous=NORMAL: a power cut or OS crash can "
+                              "lose the last acknowledged orders (use ?synchronous=FULL)")
+        return Durability(settings)
+
+    def secret_path(self) -> Path:
+        """The private file holding this database's token-signing secret."""
+        key = hashlib.sha256(str(self.path.resolve()).encode()).hexdigest()[:16]
+        return state_dir() / f"sqlite-secret-{key}"
+
+    async def secret(self, proposed: str) -> str:
+        # a 1.1 store kept the secret inside the database file: move it out, keep its value
+        old = await self._call(_take_stored_secret)
+        return private_file(self.secret_path(), old or proposed)
+
     async def close(self) -> None:
         def _close() -> None:
             if self._conn is not None:
@@ -106,8 +179,59 @@ class SqliteStore(SqlStore):
         self._pool.shutdown(wait=True)
 
     async def _run(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
-        return await asyncio.get_running_loop().run_in_executor(
-            self._pool, self._transact, fn, args, write)
+        loop = asyncio.get_running_loop()
+        if not write:
+            return await loop.run_in_executor(self._pool, self._transact, fn, args, False)
+        # Group commit: writes queue up while the database thread is busy (typically in the
+        # fsync of the previous commit) and then commit together, one savepoint each.
+        job: _Job = (fn, args, loop.create_future(), loop)
+        with self._queue_lock:
+            self._queue.append(job)
+            first = len(self._queue) == 1
+        if first:
+            self._pool.submit(self._drain)
+        return await job[2]
+
+    def _drain(self) -> None:
+        with self._queue_lock:
+            batch, self._queue = self._queue, []
+        if batch:
+            for (_, _, fut, loop), outcome in zip(batch, self._commit(batch), strict=True):
+                loop.call_soon_threadsafe(_settle, fut, outcome)
+
+    def _commit(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        """Run every job of the batch in one write transaction, each inside its own savepoint
+        (a refusal undoes only its own job), and commit once. Returns (ok, result or error)
+        per job, only after the commit: nothing is acknowledged before it is durable."""
+        conn = self._conn
+        if conn is None:
+            return [(False, StoreUnavailable("the SQLite store is closed")) for _ in batch]
+        out: list[tuple[bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, args, _, _ in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    result = fn(_SqliteTx(conn), *args)
+                except Deferred as d:  # useful work done, still a refusal: keep the work
+                    conn.execute("RELEASE job")
+                    out.append((False, d.error))
+                    continue
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    if isinstance(exc, sqlite3.OperationalError):
+                        exc = StoreUnavailable(f"SQLite: {exc}")
+                    out.append((False, exc))
+                    continue
+                conn.execute("RELEASE job")
+                out.append((True, result))
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            return [(False, StoreUnavailable(f"SQLite: {exc}")) for _ in batch]
+        return out
 
     def _transact(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
         conn = self._conn

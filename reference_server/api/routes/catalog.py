@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path
 from campaign.pricing import to_cents
 from reference_server.api.deps import ClockDep, StoreDep
 from reference_server.api.models import ID
+from reference_server.api.schemas import Skus, SkuView, responses
 from reference_server.api.steps import current_sale
 from reference_server.domain import Sale, price_now
 from reference_server.errors import ApiError
@@ -24,7 +25,7 @@ def sku_view(sale: Sale, sku_id: str, counters: dict[str, int], now: float) -> d
             "initial": counters["initial"]}
 
 
-@router.get("")
+@router.get("", response_model=None, responses=responses(200, Skus, 409))
 async def skus(store: StoreDep, clock: ClockDep) -> dict[str, Any]:
     sale = await current_sale(store)
     counters = await store.skus()
@@ -32,7 +33,8 @@ async def skus(store: StoreDep, clock: ClockDep) -> dict[str, Any]:
                      if s.id in counters]}
 
 
-@router.get("/{sku_id}")
+@router.get("/{sku_id}", response_model=None,
+            responses=responses(200, SkuView, 404, 409, 422))
 async def sku(sku_id: SkuId, store: StoreDep, clock: ClockDep) -> dict[str, Any]:
     sale = await current_sale(store)
     counters = await store.skus()

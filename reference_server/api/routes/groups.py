@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
@@ -9,28 +10,38 @@ from fastapi.responses import Response
 
 from reference_server.api.deps import ClockDep, CurrentUser, Idempotent, JsonBody, StoreDep
 from reference_server.api.models import ID, OpenGroupBody, parse
-from reference_server.api.steps import expire_now, open_group
-from reference_server.domain import ReserveRequest, group_view
+from reference_server.api.schemas import Group, OpenedGroup, json_body, responses
+from reference_server.api.steps import current_sale, expire_now
+from reference_server.domain import GroupRow, OrderRow, ReserveRequest, group_view, prepare_reserve
 from reference_server.errors import ApiError
+from reference_server.stores.base import CreateOp
 
 router = APIRouter(prefix="/v1/groups", tags=["groups"])
 GroupId = Annotated[str, Path(pattern=ID.pattern)]
 
 
-@router.post("", status_code=201)
-async def open_new_group(user: CurrentUser, data: JsonBody, guard: Idempotent, store: StoreDep,
-                         clock: ClockDep) -> Response:
+@router.post("", status_code=201, response_model=None,
+             openapi_extra=json_body(OpenGroupBody),
+             responses=responses(201, OpenedGroup, 401, 403, 404, 409, 413, 422))
+async def open_new_group(user: CurrentUser, data: JsonBody, guard: Idempotent,
+                         store: StoreDep) -> Response:
     """Open a group led by the caller, reserving the leader's order in the same step."""
     body = parse(OpenGroupBody, data)
-    req = ReserveRequest(user, body.sku_id, body.quantity, guard.key, body.coupon_id)
+    req = ReserveRequest(user, body.sku_id, body.quantity, guard.key, body.coupon_id,
+                         fingerprint=guard.fingerprint(data))
 
-    async def act() -> dict[str, Any]:
-        group, order = await open_group(store, clock, req)
-        return {"group": group_view(group, await store.sale()), "order": order.view()}
-    return await guard.run(data, act)
+    async def build(now: float) -> CreateOp:
+        sale = await current_sale(store, recent=True)
+        priced = prepare_reserve(sale, req, now, open_group=True)
+
+        def render(rows: tuple[GroupRow, OrderRow]) -> str:
+            return json.dumps({"group": group_view(rows[0], sale), "order": rows[1].view()})
+        return CreateOp("open_group", (priced,), render)
+    return await guard.run(data, build)
 
 
-@router.get("/{group_id}")
+@router.get("/{group_id}", response_model=None,
+            responses=responses(200, Group, 404, 409, 422))
 async def get_group(group_id: GroupId, store: StoreDep, clock: ClockDep) -> dict[str, Any]:
     row = await store.group(group_id)
     if row is None:

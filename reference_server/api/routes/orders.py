@@ -2,51 +2,64 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import json
+from typing import Annotated
 
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
 from reference_server.api.deps import Caller, ClockDep, CurrentUser, Idempotent, JsonBody, StoreDep
 from reference_server.api.models import ID, ReserveBody, parse
-from reference_server.api.steps import reserve_order
-from reference_server.domain import ReserveRequest
+from reference_server.api.schemas import Order, json_body, responses
+from reference_server.api.steps import current_sale
+from reference_server.domain import OrderRow, ReserveRequest, prepare_reserve
 from reference_server.errors import ApiError
+from reference_server.stores.base import CreateOp
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 OrderId = Annotated[str, Path(pattern=ID.pattern)]
 
 
-@router.post("", status_code=201)
-async def reserve(user: CurrentUser, data: JsonBody, guard: Idempotent, store: StoreDep,
-                  clock: ClockDep) -> Response:
+@router.post("", status_code=201, response_model=None, openapi_extra=json_body(ReserveBody),
+             responses=responses(201, Order, 401, 403, 404, 409, 413, 422))
+async def reserve(user: CurrentUser, data: JsonBody, guard: Idempotent,
+                  store: StoreDep) -> Response:
     """Reserve stock for an order; with `group_id`, join that group."""
     body = parse(ReserveBody, data)
     req = ReserveRequest(user, body.sku_id, body.quantity, guard.key, body.coupon_id,
-                         body.group_id)
+                         body.group_id, guard.fingerprint(data))
 
-    async def act() -> dict[str, Any]:
-        return (await reserve_order(store, clock, req)).view()
-    return await guard.run(data, act)
+    async def build(now: float) -> CreateOp:
+        priced = prepare_reserve(await current_sale(store, recent=True), req, now)
+        return CreateOp("reserve", (priced,), lambda row: json.dumps(row.view()))
+    return await guard.run(data, build)
 
 
-@router.get("/{order_id}")
-async def get_order(order_id: OrderId, user: Caller, store: StoreDep) -> dict[str, Any]:
+@router.get("/{order_id}", response_model=None,
+            responses=responses(200, Order, 401, 403, 404, 422))
+async def get_order(order_id: OrderId, user: Caller, store: StoreDep) -> Response:
     row = await store.order(order_id)
     if row is None:
         raise ApiError("not_found", f"no order {order_id!r}")
     if user is not None and row.user_id != user:
         raise ApiError("forbidden", "this order belongs to another user")
-    return row.view()
+    return _order(row)
 
 
-@router.post("/{order_id}/pay")
+@router.post("/{order_id}/pay", response_model=None,
+             responses=responses(200, Order, 401, 403, 404, 409, 422))
 async def pay(order_id: OrderId, user: CurrentUser, store: StoreDep,
-              clock: ClockDep) -> dict[str, Any]:
-    return (await store.pay(order_id, user, clock())).view()
+              clock: ClockDep) -> Response:
+    return _order(await store.pay(order_id, user, clock()))
 
 
-@router.post("/{order_id}/cancel")
+@router.post("/{order_id}/cancel", response_model=None,
+             responses=responses(200, Order, 401, 403, 404, 409, 422))
 async def cancel(order_id: OrderId, user: CurrentUser, store: StoreDep,
-                 clock: ClockDep) -> dict[str, Any]:
-    return (await store.cancel(order_id, user, clock())).view()
+                 clock: ClockDep) -> Response:
+    return _order(await store.cancel(order_id, user, clock()))
+
+
+def _order(row: OrderRow) -> Response:
+    """The order as JSON, without FastAPI's generic encoder (plain types already)."""
+    return Response(json.dumps(row.view()), media_type="application/json")
