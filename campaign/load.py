@@ -20,6 +20,10 @@ BEHAVIOURS: dict[str, str] = {
     "retry": "reserve, then send the same request again with the same idempotency key",
     "timeout": "reserve with a client timeout too short for an answer (outcome unknown), then "
                "retry with the same idempotency key",
+    "adversarial": "a fresh shopper sends one request a correct server refuses or ignores: an "
+                   "unclaimed or already used coupon, paying or cancelling someone else's "
+                   "order, joining a closed or full group, paying after the deadline, or "
+                   "reusing an idempotency key for another request (off unless mixed in)",
 }
 """The shopper journeys a load test can mix; `[load].mix` weights them."""
 
@@ -98,3 +102,71 @@ class Checks(Section):
                                   "arrivals that may start late before the run fails")
     max_rate_shortfall: float = Field(default=0.05, ge=0, le=1, description="how far below "
                                       "the target arrival rate the achieved rate may fall")
+
+
+class PauseFault(Section):
+    """Stop one server worker (SIGSTOP) at `at` seconds into the load for `seconds`."""
+
+    at: float = Field(ge=0, le=24 * 3600)
+    seconds: float = Field(gt=0, le=3600)
+
+
+class StoreRestart(Section):
+    """Run `command` (a shell command that restarts the store) at `at` seconds into the load."""
+
+    at: float = Field(ge=0, le=24 * 3600)
+    command: str = Field(min_length=1)
+    timeout_seconds: float = Field(default=60, gt=0, le=3600)
+
+
+class ProxyWindow(Section):
+    """From `at` for `seconds`, the proxy between load generator and server delays every
+    request by `delay_ms` and cuts a share `drop` of them (half before, half after the server
+    got them)."""
+
+    at: float = Field(ge=0, le=24 * 3600)
+    seconds: float = Field(gt=0, le=3600)
+    delay_ms: float = Field(default=0, ge=0, le=60_000)
+    drop: float = Field(default=0, ge=0, le=1)
+
+
+class Faults(Section):
+    """What to break while the load runs (times in seconds from the first arrival). Requests
+    in flight when a fault strikes get unknown outcomes; the checker then proves nothing
+    acknowledged was lost and nothing happened twice."""
+
+    kill_server: list[float] = Field(default_factory=list, description="kill -9 every process "
+                                     "of the server, then restart it on the same store")
+    kill_worker: list[float] = Field(default_factory=list, description="kill -9 one server "
+                                     "worker (uvicorn starts another)")
+    pause_worker: list[PauseFault] = Field(default_factory=list)
+    restart_store: list[StoreRestart] = Field(default_factory=list)
+    proxy: list[ProxyWindow] = Field(default_factory=list)
+    proxy_delay_ms: float = Field(default=0, ge=0, le=60_000, description="latency the proxy "
+                                  "adds to every request all run long (0 and no windows: no "
+                                  "proxy)")
+    restart_delay_seconds: float = Field(default=1.0, ge=0, le=600, description="how long a "
+                                         "killed server stays down before its restart")
+
+    @model_validator(mode="after")
+    def _times(self) -> Faults:
+        for name in ("kill_server", "kill_worker"):
+            for i, t in enumerate(getattr(self, name)):
+                if not 0 <= t <= 24 * 3600:
+                    raise ValueError(at(name, i, reason="a time from 0 to 86400 seconds"))
+        return self
+
+    @property
+    def needs_own_server(self) -> list[str]:
+        """The faults that need a server the run started (not `--host`)."""
+        return [name for name in ("kill_server", "kill_worker", "pause_worker")
+                if getattr(self, name)]
+
+    @property
+    def uses_proxy(self) -> bool:
+        return bool(self.proxy) or self.proxy_delay_ms > 0
+
+    @property
+    def any(self) -> bool:
+        return bool(self.kill_server or self.kill_worker or self.pause_worker
+                    or self.restart_store or self.uses_proxy)

@@ -1,4 +1,5 @@
-"""A scenario file (TOML): [campaign], [audience], [load], [checks]; loading and checking."""
+"""A scenario file (TOML): [campaign], [audience], [load], [faults], [checks]; loading and
+checking."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pydantic import Field, ValidationError, model_validator
 from campaign.audience import Audience
 from campaign.base import Section
 from campaign.errors import ScenarioError, at, key_path, problems_from_validation
-from campaign.load import Checks, Load
+from campaign.load import Checks, Faults, Load
 from campaign.rules import CampaignRules
 
 
@@ -23,6 +24,7 @@ class Scenario(Section):
     campaign: CampaignRules
     audience: Audience | None = None
     load: Load | None = None
+    faults: Faults | None = None
     checks: Checks = Field(default_factory=Checks)
 
     @model_validator(mode="after")

@@ -3,15 +3,24 @@ run expiry, and read the final state the checker needs."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
 
-from loadtests.checker import FinalState
+from loadtests.state import FinalState
+
+READ_RETRIES = 3
 
 
 class ServerError(RuntimeError):
-    """The server under test refused or failed an admin call; the message says which and why."""
+    """The server under test refused or failed an admin call; the message says which and why,
+    `status` and `code` carry the HTTP status and the contract's error code when there was an
+    answer."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
 
 
 class AdminClient:
@@ -32,17 +41,32 @@ class AdminClient:
         self.close()
 
     def _call(self, method: str, path: str, **kw: Any) -> Any:
-        try:
-            resp = self._http.request(method, path, **kw)
-        except httpx.HTTPError as exc:
-            raise ServerError(f"{method} {self.host}{path}: {exc or type(exc).__name__}") from None
+        # Reads are retried on a broken connection: a server that crashed on the previous call
+        # (a 500) may have closed the pooled connection this one went out on.
+        tries = READ_RETRIES if method == "GET" else 1
+        for attempt in range(tries):
+            try:
+                resp = self._http.request(method, path, **kw)
+                break
+            except httpx.TransportError as exc:
+                if attempt + 1 < tries:
+                    time.sleep(0.2 * (attempt + 1))
+                    continue
+                raise ServerError(f"{method} {self.host}{path}: "
+                                  f"{exc or type(exc).__name__}") from None
+            except httpx.HTTPError as exc:
+                raise ServerError(f"{method} {self.host}{path}: "
+                                  f"{exc or type(exc).__name__}") from None
         if resp.status_code >= 300:
+            code = None
             try:
                 err = resp.json()["error"]
+                code = str(err["code"])
                 why = f"{err['code']}: {err['message']}"
             except (ValueError, KeyError, TypeError):
                 why = resp.text[:200]
-            raise ServerError(f"{method} {path} answered {resp.status_code} ({why})")
+            raise ServerError(f"{method} {path} answered {resp.status_code} ({why})",
+                              resp.status_code, code)
         try:
             return resp.json()
         except ValueError:
@@ -91,8 +115,10 @@ class AdminClient:
             if not after:
                 return rows
 
-    def final_state(self) -> FinalState:
-        """Ledger and exports, ledger last so its `now` is after every exported row."""
+    def final_state(self, *, expiry_ran: bool = False) -> FinalState:
+        """Ledger and exports, ledger last so its `now` is after every exported row.
+        StateError when they do not follow the contract."""
         orders, groups, claims = (self.export("orders"), self.export("groups"),
                                   self.export("coupon-claims"))
-        return FinalState(ledger=self.ledger(), orders=orders, groups=groups, claims=claims)
+        return FinalState.from_json(self.ledger(), orders, groups, claims,
+                                    expiry_ran=expiry_ran)

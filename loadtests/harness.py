@@ -1,33 +1,47 @@
 """The whole load-test pipeline behind `groupbuy loadtest` (and the demo):
 
 serve (unless a host is given) → prepare the plan (load the sale, mint tokens, schedule) →
-Locust headless (open workload, history) → wait out the payment and group deadlines → run
-expiry → read the final state → check the invariants and the `[checks]` thresholds → write
-the report files and the latency plot into the run folder.
+Locust headless (open workload, history), with the scenario's faults injected beside it →
+wait out the payment and group deadlines → run expiry → read the final state → check the
+invariants and the `[checks]` thresholds → write the report files and the latency plot into
+the run folder.
+
+Whatever stops a run early (a server that died, an admin call answered 500, a store that came
+back empty) is reported beside the verdict on what the run did get: the harness restarts a
+server it started to read the final state, and checks with what it has. Every child process
+(server, its workers, Locust and its processes) is stopped on the way out, also on SIGTERM
+or Ctrl-C.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from campaign.load import Load
-from campaign.scenario import load_scenario
-from loadtests.api import AdminClient
+from campaign.load import Faults, Load
+from campaign.scenario import Scenario, load_scenario
+from loadtests.api import AdminClient, ServerError
 from loadtests.checker import Report, check, rules_from_campaign, save_report
-from loadtests.history import CREATE_OPS, merge_histories, read_history
+from loadtests.checker import summary_lines as broken_lines
+from loadtests.faults import ChaosProxy, FaultRecord, Nemesis
+from loadtests.history import History, merge_histories
 from loadtests.metrics import arrival_figures, history_figures, plot_latency, threshold_problems
-from loadtests.plan import Plan, prepare_plan
+from loadtests.plan import Plan, clear_stale_run_files, prepare_plan
 from loadtests.schedule import build_schedule
-from loadtests.server import ServerProcess
+from loadtests.server import ServerProcess, ServerStartError
+from loadtests.state import FinalState, StateError
 
 LOCUSTFILES = Path(__file__).resolve().parent
 DEFAULT_LOCUSTFILE = LOCUSTFILES / "scenario.py"
@@ -44,6 +58,7 @@ class LoadtestResult:
     problems: list[str] = field(default_factory=list)
     server_warning: str | None = None
     """What the server says is wrong with it (`/v1/health` `safe: false`), if anything."""
+    faults: list[FaultRecord] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -55,23 +70,39 @@ def sqlite_store_in(run_dir: Path) -> str:
     return f"sqlite:///{(run_dir / 'server.sqlite3').resolve()}"
 
 
-STALE_PATTERNS = ("history-*.jsonl", "history.jsonl", "arrivals-*.json")
-"""Files a previous run in the same folder leaves behind that this run would merge in."""
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt in the main thread, so a terminated run unwinds and
+    stops its children exactly as Ctrl-C does."""
+    def raise_interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+    try:
+        old = signal.signal(signal.SIGTERM, raise_interrupt)
+    except ValueError:  # not the main thread: nothing to install
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
-def clear_stale_run_files(run_dir: Path) -> list[Path]:
-    """Remove a previous run's history and arrival files from `run_dir`; returns what went."""
-    gone = []
-    for pattern in STALE_PATTERNS:
-        for p in sorted(run_dir.glob(pattern)):
-            p.unlink()
-            gone.append(p)
-    return gone
+def _stop_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM a child's whole process group (Locust and its worker processes), then kill."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
 
 
 def run_locust(plan_path: Path, run_dir: Path, host: str, plan: Plan, *, processes: int = 1,
                locustfile: Path = DEFAULT_LOCUSTFILE, progress: bool = True) -> int:
-    """Locust headless on the plan, bounded in time; Locust's own output goes to locust.log."""
+    """Locust headless on the plan, bounded in time; Locust's own output goes to locust.log.
+    Locust runs in a process group of its own, stopped as a whole however this returns."""
     bound = plan.sched.seconds + plan.drain_seconds + 30
     cmd = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless",
            "--host", host, "--plan", str(plan_path), "--run-dir", str(run_dir),
@@ -81,27 +112,33 @@ def run_locust(plan_path: Path, run_dir: Path, host: str, plan: Plan, *, process
     if processes > 1:
         cmd += ["--processes", str(processes)]
     with (run_dir / "locust.log").open("w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir)
-        start = time.monotonic()
-        with tqdm(total=round(plan.sched.seconds), unit="s", desc="load test",
-                  disable=not progress, leave=False) as bar:
-            while proc.poll() is None:
-                time.sleep(0.5)
-                bar.n = min(bar.total, round(time.monotonic() - start))
-                bar.refresh()
-                if time.monotonic() - start > bound + 30:
-                    proc.kill()  # the run bounds itself; this is the last resort
-        return proc.wait()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir,
+                                start_new_session=True)
+        try:
+            start = time.monotonic()
+            with tqdm(total=round(plan.sched.seconds), unit="s", desc="load test",
+                      disable=not progress, leave=False) as bar:
+                while proc.poll() is None:
+                    time.sleep(0.5)
+                    bar.n = min(bar.total, round(time.monotonic() - start))
+                    bar.refresh()
+                    if time.monotonic() - start > bound + 30:
+                        break  # the run bounds itself; this is the last resort
+            return proc.wait(timeout=1) if proc.poll() is None else proc.returncode
+        except subprocess.TimeoutExpired:
+            return -9
+        finally:  # also when it exited: its worker processes may outlive it
+            _stop_group(proc, grace=5 if proc.poll() is None else 0.5)
 
 
-def wait_for_deadlines(history: list[dict[str, Any]], plan: Plan, progress: bool) -> None:
+def wait_for_deadlines(history: History, plan: Plan, progress: bool) -> None:
     """Sleep until every reservation's payment deadline and every group's deadline passed."""
     last = 0.0
-    for r in history:
-        if r.get("op") in CREATE_OPS and r.get("outcome") != "fail":
-            last = max(last, r["end"] + plan.payment_timeout)
-        if r.get("op") == "open_group" and r.get("outcome") != "fail":
-            last = max(last, r["end"] + plan.group_window)
+    for op in history.ops:
+        if op.creates and op.outcome != "fail":
+            last = max(last, op.end + plan.payment_timeout)
+        if op.op == "open_group" and op.outcome != "fail":
+            last = max(last, op.end + plan.group_window)
     wait = last + 0.5 - time.time()
     if wait > 0:
         if progress:
@@ -109,69 +146,140 @@ def wait_for_deadlines(history: list[dict[str, Any]], plan: Plan, progress: bool
         time.sleep(wait)
 
 
+def read_final_state(host: str, admin_token: str, server: ServerProcess | None
+                     ) -> tuple[FinalState | None, dict[str, Any], list[str]]:
+    """Run expiry and read the final state, whatever went wrong before: (state or None,
+    health, problems). A server the run started that died is restarted on its store first."""
+    problems: list[str] = []
+    if server is not None and not server.alive:
+        problems.append(f"the server died during the run (exit code {server.proc.returncode}; "
+                        "see server.log); restarted on the same store to read its state")
+        try:
+            server.restart()
+        except ServerStartError as exc:
+            problems.append(f"the server could not be restarted: {exc}")
+            return None, {}, problems
+    health: dict[str, Any] = {}
+    with AdminClient(host, admin_token) as admin:
+        expired = True
+        try:
+            admin.expire()
+        except ServerError as exc:
+            expired = False
+            problems.append(f"expiry could not run: {exc}")
+        try:
+            state = admin.final_state(expiry_ran=expired)
+        except ServerError as exc:
+            if exc.code != "no_sale":
+                problems.append(f"the final state could not be read: {exc}")
+                return None, health, problems
+            # The store came back without the sale: everything in it is gone.
+            problems.append("the server has no sale loaded any more: its store lost it")
+            state = FinalState.empty(now=time.time())
+        except StateError as exc:
+            problems.append(f"the server's final state breaks the contract: {exc}")
+            return None, health, problems
+        with contextlib.suppress(ServerError):
+            health = admin.health()
+    return state, health, problems
+
+
+def _faults_for(scenario: Scenario, faults: Faults | None) -> Faults:
+    return faults if faults is not None else (scenario.faults or Faults())
+
+
 def run_loadtest(scenario_path: str | Path, run_dir: Path, *, host: str | None = None,
                  store: str | None = None, workers: int = 2, admin_token: str | None = None,
                  duration: float | None = None, rate_scale: float = 1.0, processes: int = 1,
                  arrivals_csv: str | Path | None = None,
                  locustfile: Path = DEFAULT_LOCUSTFILE, seed: int | None = None,
-                 progress: bool = True,
+                 progress: bool = True, faults: Faults | None = None,
                  allow_unsafe_durability: bool = False) -> LoadtestResult:
-    """Run the pipeline and write everything into `run_dir`. Raises ScenarioError,
-    ScheduleError, ServerError or ServerStartError for problems that stop it from running."""
+    """Run the pipeline and write everything into `run_dir`. `faults` (default: the scenario's
+    `[faults]`) are injected while the load runs; `allow_unsafe_durability` lets the server the
+    run starts serve on a store that can lose acknowledged orders. Raises ScenarioError,
+    ScheduleError, ServerError or ServerStartError for problems that stop it running at all."""
     scenario = load_scenario(scenario_path)
+    fault_plan = _faults_for(scenario, faults)
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     build_schedule(scenario, arrivals_csv)  # a bad arrivals.csv fails before a server starts
     clear_stale_run_files(run_dir)  # a reused folder must not mix a previous run's history in
-    server = None
-    if host is None:
-        admin_token = secrets.token_hex(16)
-        store = store or sqlite_store_in(run_dir)
-        server = ServerProcess(scenario_path, store, workers,
-                               admin_token, run_dir / "server.log",
-                               allow_unsafe_durability=allow_unsafe_durability)
-        host = server.url
-    elif not admin_token:
+    if host is not None and not admin_token:
         raise ValueError("an admin token is needed for --host (--admin-token or "
                          "GROUPBUY_ADMIN_TOKEN)")
-    try:
+    if host is not None and fault_plan.needs_own_server:
+        raise ValueError(f"faults {fault_plan.needs_own_server} need a server the run starts "
+                         "(not --host)")
+    problems: list[str] = []
+    records: list[FaultRecord] = []
+    with contextlib.ExitStack() as stack:
+        server = None
+        if host is None:
+            admin_token = secrets.token_hex(16)
+            store = store or sqlite_store_in(run_dir)
+            server = stack.enter_context(ServerProcess(scenario_path, store, workers,
+                                                       admin_token, run_dir / "server.log",
+                                                       allow_unsafe_durability=(
+                                                           allow_unsafe_durability)))
+            host = server.url
+        assert admin_token is not None
+        proxy = None
+        if fault_plan.uses_proxy:
+            proxy = ChaosProxy(host, seed or 0).start()
+            stack.callback(proxy.stop)
         plan = prepare_plan(host, admin_token, scenario_path, run_dir, arrivals_csv=arrivals_csv,
                             duration=duration, rate_scale=rate_scale, seed=seed)
-        code = run_locust(run_dir / "plan.json", run_dir, host, plan, processes=processes,
-                          locustfile=locustfile, progress=progress)
+        nemesis = None
+        if fault_plan.any:
+            nemesis = Nemesis(fault_plan, run_dir, server, proxy,
+                              fault_plan.proxy_delay_ms).start()
+            stack.callback(nemesis.stop)
+        code = run_locust(run_dir / "plan.json", run_dir, proxy.url if proxy else host, plan,
+                          processes=processes, locustfile=locustfile, progress=progress)
+        if nemesis is not None:
+            nemesis.stop()
+            records, problems = nemesis.records, list(nemesis.problems)
         parts = sorted(run_dir.glob("history-*.jsonl"))
-        merge_histories(parts, run_dir / "history.jsonl")
-        history = read_history(run_dir / "history.jsonl")
+        history = (merge_histories(parts, run_dir / "history.jsonl", plan.run_id) if parts
+                   else History([], complete=False, warnings=["no load process wrote a "
+                                                               "history"]))
         wait_for_deadlines(history, plan, progress)
-        with AdminClient(host, admin_token) as admin:
-            admin.expire()
-            state = admin.final_state()
-            health = admin.health()
-    finally:
-        if server is not None:
-            server.stop()
-    report = check(history, state, rules_from_campaign(scenario.campaign), expiry_ran=True)
+        state, health, early = read_final_state(host, admin_token, server)
+        problems += early
+        if state is not None:
+            state.save(run_dir / "state.json")
+    rules = rules_from_campaign(scenario.campaign, start=plan.sale_start,
+                                payment_timeout=plan.payment_timeout,
+                                group_window=plan.group_window)
+    report = check(history, state, rules, state_problem="; ".join(early) or None)
     save_report(report, run_dir / "invariants.json", run_dir / "invariants.txt")
-    sched = plan.sched
-    figures = history_figures(history)
-    arrivals = arrival_figures(run_dir, sched.expected_arrivals, sched.seconds)
-    problems = report.summary_lines() + threshold_problems(scenario.checks, figures,
-                                                           arrivals)
+    windows = [r.window for r in records]
+    figures = history_figures(history.ops, windows)
+    arrivals = arrival_figures(run_dir, plan.sched.expected_arrivals, plan.sched.seconds)
+    problems = broken_lines(report) + problems + threshold_problems(scenario.checks, figures,
+                                                                     arrivals)
+    if not history.complete:
+        problems += [f"history incomplete: {w}" for w in history.warnings]
+    if state is None:
+        problems.append("no invariant could be checked: the final state is missing")
     if arrivals["processes"] < processes:
         problems.append(f"only {arrivals['processes']} of {processes} load process(es) "
                         f"finished (Locust exit code {code}; see locust.log)")
-    plot_latency(history, run_dir / "locust_stats_history.csv", run_dir / "latency.png",
-                 f"{Path(scenario_path).stem}: latency and arrivals", target=plan.schedule)
+    plot_latency(history.ops, run_dir / "locust_stats_history.csv", run_dir / "latency.png",
+                 f"{Path(scenario_path).stem}: latency and arrivals", target=plan.schedule,
+                 faults=windows)
     summary = {"scenario": str(Path(scenario_path).resolve()), "host": host,
-               "store": store if server else None,
+               "store": store if server else None, "run_id": plan.run_id,
                "passed": not problems, "problems": problems, "figures": figures,
-               "arrivals": arrivals, "invariants": report.to_json()["broken"],
+               "arrivals": arrivals, "invariants": [r.name for r in report.broken],
+               "verdict": report.verdict,
                "load": (scenario.load or Load()).model_dump(), "locust_exit_code": code,
-               "server_health": health}
+               "faults": [r.__dict__ for r in records], "server_health": health}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return LoadtestResult(run_dir, report, figures, arrivals, problems,
                           server_warning=health.get("warning") if health.get("safe") is False
-                          else None)
+                          else None, faults=records)
 
 
 def summary_lines(res: LoadtestResult) -> list[str]:
@@ -188,8 +296,14 @@ def summary_lines(res: LoadtestResult) -> list[str]:
         lines.append(f"latency from intended start: p50 {f['p50_ms']:.0f} ms, p95 "
                      f"{f['p95_ms']:.0f} ms, p99 {f['p99_ms']:.0f} ms (service time p99 "
                      f"{f['service_p99_ms']:.0f} ms)")
-    held = len(res.report.results) - len(res.report.broken)
-    lines.append(f"invariants: {held} of {len(res.report.results)} held")
+    for r in res.faults:
+        lines.append(f"fault: {r.fault} for {r.until - r.at:.1f} s ({r.detail})")
+    if f.get("hit_by_faults"):
+        lines.append(f"{f['hit_by_faults']} request(s) were in flight during a fault (left out "
+                     "of the error rate and latencies)")
+    held = len(res.report.results) - len(res.report.broken) - len(res.report.skipped)
+    lines.append(f"invariants: {held} of {len(res.report.results)} held"
+                 + (f", {len(res.report.skipped)} not checked" if res.report.skipped else ""))
     if res.server_warning:
         lines.append(f"the server says it is unsafe: {res.server_warning}")
     return lines

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import shutil
 import signal
@@ -21,6 +22,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Self
+
+import psutil
 
 REDIS_FSYNC = ("always", "everysec", "no")
 
@@ -66,12 +69,16 @@ def _pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    # a zombie child still answers kill(0); reap it if it is ours
+    # a zombie still answers kill(0): reap it if it is ours, else ask what state it is in
+    # (another process may have killed a child of ours, e.g. `instances restart`)
     with contextlib.suppress(ChildProcessError):
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
-    return True
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _kill9(pids: list[int]) -> None:
@@ -109,6 +116,13 @@ class PrivateRedis:
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
 
+    def _running_pid(self) -> int | None:
+        """The live redis-server of this folder: ours, or one another process restarted
+        (`python -m loadtests.instances restart`), by its pidfile."""
+        if self.proc is not None and self.proc.poll() is None:
+            return self.proc.pid
+        return _pidfile_pid(self.pidfile)
+
     def start(self, timeout: float = 20.0) -> Self:
         """Start (or restart after a kill) on the same folder and port."""
         exe = shutil.which("redis-server")
@@ -117,13 +131,20 @@ class PrivateRedis:
         cmd = [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder),
                "--save", "", "--appendonly", "yes" if self.appendonly else "no",
                "--appendfsync", self.appendfsync, "--logfile", str(self.log),
-               "--daemonize", "no", "--protected-mode", "yes"]
+               "--pidfile", str(self.pidfile), "--daemonize", "no", "--protected-mode", "yes"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
+        _save_state(self.folder, {"kind": "redis", "port": self.port,
+                                  "appendonly": self.appendonly,
+                                  "appendfsync": self.appendfsync})
         _wait_for_port(self.port, timeout, lambda: self.proc is not None
                        and self.proc.poll() is None, "redis-server", self.log)
         self._wait_loaded(timeout)
         return self
+
+    @property
+    def pidfile(self) -> Path:
+        return self.folder / "redis.pid"
 
     def _wait_loaded(self, timeout: float) -> None:
         """After a restart Redis answers LOADING until the append-only file is read back."""
@@ -139,25 +160,95 @@ class PrivateRedis:
 
     def kill9(self) -> None:
         """Crash it: SIGKILL, nothing flushed."""
-        if self.proc is not None and self.proc.poll() is None:
-            _kill9([self.proc.pid])
-            self.proc.wait(timeout=10)
+        pid = self._running_pid()
+        if pid is not None:
+            _kill9([pid])
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        """Stop it for good (SIGTERM, then SIGKILL)."""
-        if self.proc is None or self.proc.poll() is not None:
+        """Stop it for good (SIGTERM, then SIGKILL), whoever started it last."""
+        pid = self._running_pid()
+        if pid is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while _pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _pid_alive(pid):
             self.kill9()
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
 
     def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+STATE_FILE = "instance.json"
+
+
+def _save_state(folder: Path, state: dict[str, object]) -> None:
+    (folder / STATE_FILE).write_text(json.dumps(state))
+
+
+def _pidfile_pid(path: Path) -> int | None:
+    try:
+        first = path.read_text().split("\n", 1)[0].strip()
+    except OSError:
+        return None
+    pid = int(first) if first.isdigit() else None
+    return pid if _pid_alive(pid) else None
+
+
+def open_instance(folder: str | Path) -> PrivateRedis | PrivatePostgres:
+    """The private instance that lives in `folder` (as its last start left it), e.g. to crash
+    and restart it from another process."""
+    folder = Path(folder)
+    try:
+        state = json.loads((folder / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        raise InstanceError(f"{folder}: no private instance here ({STATE_FILE} missing)") from None
+    if state["kind"] == "redis":
+        return PrivateRedis(folder, appendonly=state["appendonly"],
+                            appendfsync=state["appendfsync"], port=state["port"])
+    return PrivatePostgres(folder, synchronous_commit=state["synchronous_commit"],
+                           fsync=state["fsync"], port=state["port"])
+
+
+def crash_and_restart(folder: str | Path, down_seconds: float = 0.0) -> str:
+    """kill -9 the private instance in `folder`, wait, start it again on the same data and
+    port; returns what was done. A store restart for `[faults] restart_store`."""
+    inst = open_instance(folder)
+    inst.kill9()
+    time.sleep(down_seconds)
+    inst.start()
+    kind = "redis" if isinstance(inst, PrivateRedis) else "postgres"
+    return f"{kind} on port {inst.port} killed (-9) and restarted"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m loadtests.instances restart FOLDER [--down S]`: crash and restart the
+    private instance in FOLDER (one line on success; one line and exit 1 on failure)."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m loadtests.instances")
+    p.add_argument("action", choices=["restart"])
+    p.add_argument("folder")
+    p.add_argument("--down", type=float, default=0.0, help="seconds to stay down")
+    args = p.parse_args(argv)
+    try:
+        print(crash_and_restart(args.folder, args.down))
+    except InstanceError as exc:
+        print(f"loadtests.instances: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _pg_bin(name: str) -> str:
@@ -242,6 +333,9 @@ class PrivatePostgres:
         if out.returncode != 0:
             raise InstanceError(f"pg_ctl start failed: {(out.stderr or out.stdout).strip()} "
                                 f"{_tail(self.log)}")
+        _save_state(self.folder, {"kind": "postgres", "port": self.port,
+                                  "synchronous_commit": self.synchronous_commit,
+                                  "fsync": self.fsync})
         _wait_for_port(self.port, timeout, lambda: self.pid is not None, "postgres", self.log)
         return self
 
@@ -255,7 +349,17 @@ class PrivatePostgres:
 
     def kill9(self) -> None:
         """Crash it: SIGKILL to the postmaster and every backend, nothing flushed."""
-        _kill9(self._cluster_pids())
+        pids = self._cluster_pids()
+        _kill9(pids)
+        # A killed postmaster lingers as a zombie until its parent (init) reaps it, and
+        # PostgreSQL takes lock files naming a zombie for a live server: wait for the reaping,
+        # and if it does not come, remove the locks (they are stale: the server is dead).
+        deadline = time.monotonic() + 10
+        while any(psutil.pid_exists(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if any(psutil.pid_exists(p) for p in pids):
+            locks = [self.data / "postmaster.pid", *self.sockets.glob(".s.PGSQL.*.lock")]
+            self._run(["rm", "-f", *map(str, locks)], timeout=10)
 
     def stop(self) -> None:
         """Stop it for good (fast shutdown, then SIGKILL); a folder it made itself is removed."""
@@ -272,3 +376,7 @@ class PrivatePostgres:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

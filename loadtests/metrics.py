@@ -6,11 +6,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from campaign.load import Checks
+from loadtests.history import Op
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -21,27 +22,41 @@ def percentile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, math.ceil(q / 100 * len(s)) - 1))]
 
 
-def is_error(r: dict[str, Any]) -> bool:
+def is_error(op: Op) -> bool:
     """Answered with a 5xx or not at all — except requests the test itself cut short."""
-    return r.get("outcome") == "unknown" and "client_timeout" not in r
+    return op.outcome == "unknown" and op.client_timeout is None
 
 
-def history_figures(history: list[dict[str, Any]]) -> dict[str, Any]:
+Window = tuple[float, float]
+"""A stretch of time a fault was in force (start, end), epoch seconds."""
+
+
+def hit_by_fault(op: Op, faults: Sequence[Window]) -> bool:
+    """The request was in flight while a fault was in force (or just after it was lifted)."""
+    return any(op.start <= end and op.end >= start for start, end in faults)
+
+
+def history_figures(history: Sequence[Op], faults: Sequence[Window] = ()) -> dict[str, Any]:
     """Requests, error rate, throughput and latency percentiles (ms) from intended start and
-    from actual start (service time)."""
+    from actual start (service time). Requests in flight during an injected fault (`faults`)
+    count in the outcomes but not in the error rate or the latencies: the fault, not the
+    server, decided them."""
     if not history:
         return {"requests": 0, "errors": 0, "error_rate": 0.0, "throughput": 0.0}
-    timed = [r for r in history if "client_timeout" not in r]
-    from_intended = [(r["end"] - r["intended"]) * 1000 for r in timed]
-    service = [(r["end"] - r["start"]) * 1000 for r in timed]
-    errors = sum(is_error(r) for r in history)
-    span = max(r["end"] for r in history) - min(r["start"] for r in history)
+    clean = [op for op in history if not hit_by_fault(op, faults)] if faults else list(history)
+    timed = [op for op in clean if op.client_timeout is None]
+    from_intended = [(op.end - op.intended) * 1000 for op in timed]
+    service = [(op.end - op.start) * 1000 for op in timed]
+    errors = sum(is_error(op) for op in clean)
+    span = max(op.end for op in history) - min(op.start for op in history)
     out: dict[str, Any] = {
-        "requests": len(history), "errors": errors, "error_rate": errors / len(history),
+        "requests": len(history), "errors": errors,
+        "error_rate": errors / len(clean) if clean else 0.0,
         "throughput": len(history) / span if span > 0 else math.nan,
-        "outcomes": {k: sum(r["outcome"] == k for r in history) for k in ("ok", "fail",
+        "outcomes": {k: sum(op.outcome == k for op in history) for k in ("ok", "fail",
                                                                            "unknown")},
-        "client_timeouts": len(history) - len(timed),
+        "client_timeouts": sum(op.client_timeout is not None for op in history),
+        "hit_by_faults": len(history) - len(clean),
     }
     for q in (50, 95, 99):
         out[f"p{q}_ms"] = percentile(from_intended, q)
@@ -135,12 +150,12 @@ def arrival_problems(checks: Checks, a: dict[str, Any]) -> list[str]:
     return out
 
 
-def per_second(history: Iterable[dict[str, Any]], t0: float) -> dict[int, list[float]]:
+def per_second(history: Iterable[Op], t0: float) -> dict[int, list[float]]:
     """Latencies from intended start (ms), by second of intended start since t0."""
     out: dict[int, list[float]] = {}
-    for r in history:
-        if "client_timeout" not in r:
-            out.setdefault(int(r["intended"] - t0), []).append((r["end"] - r["intended"]) * 1000)
+    for op in history:
+        if op.client_timeout is None:
+            out.setdefault(int(op.intended - t0), []).append((op.end - op.intended) * 1000)
     return out
 
 
@@ -160,8 +175,9 @@ def read_locust_history(path: Path) -> list[tuple[float, float, float]]:
     return out
 
 
-def plot_latency(history: list[dict[str, Any]], locust_csv: Path, out: Path, title: str,
-                 target: list[tuple[float, float, float]] | None = None) -> None:
+def plot_latency(history: Sequence[Op], locust_csv: Path, out: Path, title: str,
+                 target: list[tuple[float, float, float]] | None = None,
+                 faults: Sequence[Window] = ()) -> None:
     """Top: Locust's percentiles (service time) and from-intended-start percentiles over time.
     Bottom: arrivals per second, target (the schedule's pieces) against started."""
     import matplotlib
@@ -172,7 +188,7 @@ def plot_latency(history: list[dict[str, Any]], locust_csv: Path, out: Path, tit
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True,
                                   gridspec_kw={"height_ratios": [2, 1]})
     if history:
-        t0 = min(r["intended"] for r in history)
+        t0 = min(op.intended for op in history)
         secs = per_second(history, t0)
         xs = sorted(secs)
         for q, style in ((50, "-"), (95, "-"), (99, "--")):
@@ -184,14 +200,18 @@ def plot_latency(history: list[dict[str, Any]], locust_csv: Path, out: Path, tit
             ax.plot([x for x, _, _ in loc], [p for _, p, _ in loc], ":", label="Locust p50")
             ax.plot([x for x, _, _ in loc], [p for _, _, p in loc], ":", label="Locust p95")
         first: dict[tuple[int, int], float] = {}
-        for r in history:
-            k = (r.get("worker", 0), r.get("arrival", 0))
-            first[k] = min(first.get(k, r["start"]), r["start"])
+        for op in history:
+            k = (op.worker, op.arrival)
+            first[k] = min(first.get(k, op.start), op.start)
         started: dict[int, int] = {}
         for t in first.values():
             started[int(t - t0)] = started.get(int(t - t0), 0) + 1
         sx = sorted(started)
         ax2.plot(sx, [started[x] for x in sx], "o-", ms=3, label="arrivals started")
+        for i, (a, b) in enumerate(faults):
+            for axis in (ax, ax2):
+                axis.axvspan(a - t0, max(b, a + 0.2) - t0, color="red", alpha=0.12,
+                             label="fault" if i == 0 and axis is ax else None)
     if target:
         ax2.step([a for a, _, _ in target] + [target[-1][1]],
                  [r for _, _, r in target] + [target[-1][2]], where="post", label="target rate")

@@ -32,8 +32,8 @@ from locust import LoadTestShape, events, task
 from locust.contrib.fasthttp import FastHttpSession, FastHttpUser
 from locust.runners import MasterRunner, WorkerRunner
 
-from loadtests.history import HistoryWriter
-from loadtests.journeys import Arrival, GroupBoard, Shopper, pick_journey
+from loadtests.history import HistoryHeader, HistoryWriter
+from loadtests.journeys import Arrival, GroupBoard, OrderBoard, Shopper, pick_journey
 from loadtests.plan import Plan, prepare_plan
 from loadtests.schedule import arrival_times
 
@@ -179,7 +179,11 @@ class OpenWorkloadUser(FastHttpUser):
             user=self, network_timeout=plan.request_timeout,
             connection_timeout=plan.request_timeout, concurrency=plan.max_in_flight)
         self.journeys = Group()
-        self.writer = HistoryWriter(Path(plan.run_dir) / f"history-{STATE.index}.jsonl")
+        # A fresh file with a header naming the run, the sale and this process's share: a
+        # checker can tell a partial history, or another run's, from lost data.
+        header = HistoryHeader(run_id=plan.run_id, sale_id=plan.sale_id, worker=STATE.index,
+                               workers=STATE.count, started=time.time())
+        self.writer = HistoryWriter(Path(plan.run_dir) / f"history-{STATE.index}.jsonl", header)
         self.counts = {"worker": STATE.index, "workers": STATE.count, "scheduled": 0,
                        "started": 0, "late": 0, "dropped": 0, "unfinished": 0, "max_lag": 0.0}
 
@@ -191,8 +195,9 @@ class OpenWorkloadUser(FastHttpUser):
         times = arrival_times(plan.sched, plan.arrival_process, share=STATE.index,
                               shares=STATE.count, seed=plan.seed)
         users = sorted(plan.tokens)
+        fresh = iter(sorted(plan.adversaries)[STATE.index::STATE.count])
         rng = random.Random(f"{plan.seed}:{STATE.index}")
-        board = GroupBoard()
+        board, orders = GroupBoard(), OrderBoard()
         t0 = time.time()
         self.counts.update(scheduled=len(times), t0=t0)
         for n, offset in enumerate(times):
@@ -204,10 +209,15 @@ class OpenWorkloadUser(FastHttpUser):
                 self.counts["dropped"] += 1
                 continue
             user = rng.choice(users)
-            arrival = Arrival(STATE.index, n, pick_journey(plan.mix, rng), user,
-                              plan.tokens[user], intended)
+            journey = pick_journey(plan.mix, rng)
+            own = next(fresh, None) if journey == "adversarial" else None
+            if own is not None:
+                arrival = Arrival(STATE.index, n, journey, own, plan.adversaries[own],
+                                  intended, fresh=True)
+            else:
+                arrival = Arrival(STATE.index, n, journey, user, plan.tokens[user], intended)
             shopper = Shopper(plan, arrival, self._send, self.writer.write, board,
-                              random.Random(rng.random()))
+                              random.Random(rng.random()), orders)
             self.journeys.spawn(self._journey, shopper)
         self.journeys.join(timeout=plan.drain_seconds)
         self._finish()

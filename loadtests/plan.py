@@ -12,7 +12,8 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+import uuid
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from campaign.load import Load
@@ -42,6 +43,16 @@ class Plan:
     payment_timeout: float = 4.0
     group_window: float = 8.0
     prepared_at: float = field(default_factory=time.time)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    """Names this run in every history header, so no run's records mix with another's."""
+    sale_id: str | None = None
+    """The sale the run loaded: the ledger's `sale_id` (contract 1.2), else `start:<start>`."""
+    sale_start: float | None = None
+    """When the loaded sale started (time discounts count from it)."""
+    contract: str | None = None
+    """The contract version the server said it speaks (`GET /v1/health`)."""
+    adversaries: dict[str, str] = field(default_factory=dict)
+    """Fresh shopper ids (and tokens) for adversarial journeys: one per such arrival."""
 
     @property
     def sched(self) -> Schedule:
@@ -49,15 +60,18 @@ class Plan:
 
     @property
     def drain_seconds(self) -> float:
-        """Longest a journey can outlive the last arrival: four requests and the think times."""
-        return 4 * self.request_timeout + 3.0
+        """Longest a journey can outlive the last arrival: four requests, the think times, and
+        the retries after unknown outcomes."""
+        return 4 * self.request_timeout + 6.0
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(asdict(self)))
 
     @classmethod
     def load(cls, path: str | Path) -> Plan:
-        return cls(**json.loads(Path(path).read_text()))
+        data = json.loads(Path(path).read_text())
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def user_count(load: Load, expected_arrivals: float) -> int:
@@ -74,27 +88,68 @@ def prepare_plan(host: str, admin_token: str, scenario_path: str | Path, run_dir
     """Load the sale, mint user tokens, build the schedule; write and return the plan.
 
     Raises ScenarioError (bad scenario), ScheduleError (bad arrivals) or ServerError (the
-    server refused)."""
+    server refused). A previous run's history and arrival files in `run_dir` are removed first:
+    a run never appends to another's history."""
     scenario = load_scenario(scenario_path)
     campaign_table = read_scenario_data(scenario_path)["campaign"]
     load = scenario.load or Load()
     sched = build_schedule(scenario, arrivals_csv, duration=duration, rate_scale=rate_scale)
     seed = random.randrange(1 << 30) if seed is None else seed
     users = [f"u{seed % 10_000:04d}-{i}" for i in range(user_count(load, sched.expected_arrivals))]
+    mix = dict(mix or load.mix)
+    adversaries = [f"x{seed % 10_000:04d}-{i}"
+                   for i in range(adversary_count(mix, sched.expected_arrivals))]
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    clear_stale_run_files(Path(run_dir))
     with AdminClient(host, admin_token) as admin:
-        admin.load_sale(campaign_table, payment_timeout_seconds=load.payment_timeout_seconds,
-                        group_window_seconds=load.group_window_seconds)
-        tokens = admin.user_tokens(users)
+        health = admin.health()
+        loaded = admin.load_sale(campaign_table,
+                                 payment_timeout_seconds=load.payment_timeout_seconds,
+                                 group_window_seconds=load.group_window_seconds)
+        ledger = admin.ledger()
+        tokens = admin.user_tokens(users + adversaries)
     c = scenario.campaign
+    start = loaded.get("start")
     plan = Plan(
         scenario=str(Path(scenario_path).resolve()), host=host, run_dir=str(run_dir),
-        schedule=sched.to_json(), mix=dict(mix or load.mix), tokens=tokens,
+        schedule=sched.to_json(), mix=mix, tokens={u: tokens[u] for u in users},
         skus=[s.id for s in c.skus], coupons=[x.id for x in c.coupons],
         per_user_limit=c.per_user_limit, arrival_process=load.arrival_process, seed=seed,
         request_timeout=load.request_timeout_seconds,
         late_tolerance=load.late_tolerance_seconds, max_in_flight=load.max_in_flight,
-        payment_timeout=load.payment_timeout_seconds, group_window=load.group_window_seconds,
+        payment_timeout=float(loaded.get("payment_timeout_seconds",
+                                          load.payment_timeout_seconds)),
+        group_window=float(loaded.get("group_window_seconds", load.group_window_seconds)),
+        sale_id=ledger.get("sale_id") or (f"start:{start!r}" if start is not None else None),
+        sale_start=start, contract=health.get("contract"),
+        adversaries={u: tokens[u] for u in adversaries},
     )
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
     plan.save(Path(run_dir) / "plan.json")
     return plan
+
+
+STALE_PATTERNS = ("history-*.jsonl", "history.jsonl", "arrivals-*.json", "state.json",
+                  "faults.jsonl")
+"""Files a previous run in the same folder leaves behind that this run would read back."""
+
+
+def clear_stale_run_files(run_dir: Path) -> list[Path]:
+    """Remove a previous run's history, arrival, state and fault files from `run_dir`;
+    returns what went."""
+    gone = []
+    for pattern in STALE_PATTERNS:
+        for p in sorted(run_dir.glob(pattern)):
+            p.unlink()
+            gone.append(p)
+    return gone
+
+
+def adversary_count(mix: dict[str, float], expected_arrivals: float) -> int:
+    """Fresh shopper ids for the adversarial journeys: their expected arrivals and a margin
+    (an adversarial arrival without a fresh id left skips its probe)."""
+    total = sum(mix.values())
+    share = mix.get("adversarial", 0.0) / total if total else 0.0
+    if share <= 0:
+        return 0
+    want = expected_arrivals * share
+    return min(10_000, math.ceil(want + 4 * math.sqrt(want) + 10))

@@ -1,7 +1,9 @@
-"""Start `groupbuy serve` as a separate process (never imported: HTTP only) and stop it."""
+"""Start `groupbuy serve` as a separate process (never imported: HTTP only), break it on
+purpose, restart it on the same store, and stop it with every worker it started."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -11,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 URL_LINE = re.compile(r"groupbuy serve: (http://\S+)")
 
@@ -20,44 +23,63 @@ class ServerStartError(RuntimeError):
 
 
 class ServerProcess:
-    """`groupbuy serve SCENARIO --store URL --workers N --port 0` on 127.0.0.1, logging to
-    `log_path`; a context manager that stops it (and its worker processes) on exit."""
+    """`groupbuy serve SCENARIO --store URL --workers N` on 127.0.0.1 (a free port unless
+    `port` is given), logging to `log_path`; a context manager that stops it (and its worker
+    processes) on exit. The admin token goes through the environment, never the command line
+    (where `ps` would show it).
+
+    Faults: `kill9()` kills every process of the server at once; `kill9_worker()` one uvicorn
+    worker (the supervisor starts another); `pause_worker()` / `resume()` stop and continue
+    one; `restart()` starts the server again on the same store and port."""
 
     def __init__(self, scenario: str | Path, store: str, workers: int, admin_token: str,
-                 log_path: str | Path, startup_timeout: float = 60.0, *,
+                 log_path: str | Path, startup_timeout: float = 60.0, *, port: int = 0,
                  allow_unsafe_durability: bool = False) -> None:
+        self.scenario, self.store, self.workers = str(scenario), store, workers
         self.log_path = Path(log_path)
-        exe = Path(sys.executable).parent / "groupbuy"
-        cmd = [str(exe), "serve", str(scenario), "--store", store, "--workers", str(workers),
-               "--host", "127.0.0.1", "--port", "0", "--log-level", "warning"]
-        if allow_unsafe_durability:
-            cmd.append("--allow-unsafe-durability")
+        self.startup_timeout = startup_timeout
+        self.extra_args = ("--allow-unsafe-durability",) if allow_unsafe_durability else ()
+        self._token = admin_token
+        self.port = port
+        self.url = ""
+        self.restarts = 0
         self._log = self.log_path.open("w")
-        # A session of its own, so stopping it also stops uvicorn's worker processes. The
-        # token goes through the environment: a command line is visible to everyone (ps).
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True,
-                                     env=dict(os.environ, PYTHONUNBUFFERED="1",
-                                              GROUPBUY_ADMIN_TOKEN=admin_token))
+        self.proc = self._spawn()
         try:
-            self.url = self._wait_until_up(startup_timeout)
+            self.url = self._wait_until_up(startup_timeout, self.proc)
         except BaseException:
             self.stop()
             raise
+        self.port = int(self.url.rsplit(":", 1)[1])
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        exe = Path(sys.executable).parent / "groupbuy"
+        cmd = [str(exe), "serve", self.scenario, "--store", self.store, "--workers",
+               str(self.workers), "--host", "127.0.0.1", "--port", str(self.port),
+               "--log-level", "warning", *self.extra_args]
+        self._log.flush()
+        # A session of its own, so stopping it also stops uvicorn's worker processes.
+        return subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
+                                start_new_session=True,
+                                env=dict(os.environ, PYTHONUNBUFFERED="1",
+                                         GROUPBUY_ADMIN_TOKEN=self._token))
 
     def _tail(self) -> str:
         lines = self.log_path.read_text(errors="replace").strip().splitlines()
         return " | ".join(lines[-3:]) or "(no output)"
 
-    def _wait_until_up(self, timeout: float) -> str:
+    def _wait_until_up(self, timeout: float, proc: subprocess.Popen[bytes]) -> str:
         deadline = time.monotonic() + timeout
-        url = None
+        url = f"http://127.0.0.1:{self.port}" if self.port else None
+        seen = self.log_path.stat().st_size if url is None else 0
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ServerStartError(f"the server exited with code {self.proc.returncode}: "
+            if proc.poll() is not None:
+                raise ServerStartError(f"the server exited with code {proc.returncode}: "
                                        f"{self._tail()}")
             if url is None:
-                m = URL_LINE.search(self.log_path.read_text(errors="replace"))
+                with self.log_path.open(errors="replace") as fh:
+                    fh.seek(max(0, seen - 1))
+                    m = URL_LINE.search(fh.read())
                 url = m.group(1) if m else None
             if url is not None:
                 try:
@@ -65,13 +87,80 @@ class ServerProcess:
                         return url
                 except httpx.HTTPError:
                     pass
-            time.sleep(0.2)
+            time.sleep(0.1)
         raise ServerStartError(f"the server did not answer /v1/health within {timeout:g} s: "
                                f"{self._tail()}")
 
+    # -- state ----------------------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def worker_pids(self) -> list[int]:
+        """The uvicorn worker processes (children of the supervisor); with one worker, the
+        server process itself serves."""
+        if not self.alive:
+            return []
+        if self.workers == 1:
+            return [self.proc.pid]
+        try:
+            children = psutil.Process(self.proc.pid).children()
+        except psutil.NoSuchProcess:
+            return []
+        out = []
+        for c in children:
+            with contextlib.suppress(psutil.Error):
+                if "resource_tracker" not in " ".join(c.cmdline()):
+                    out.append(c.pid)
+        return sorted(out)
+
+    # -- faults ---------------------------------------------------------------------------
+    def kill9(self) -> None:
+        """Crash every process of the server at once (SIGKILL to its process group)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+
+    def kill9_worker(self, index: int = 0) -> int | None:
+        """SIGKILL one worker (uvicorn's supervisor starts a new one); returns its pid."""
+        pids = self.worker_pids()
+        if not pids:
+            return None
+        pid = pids[index % len(pids)]
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def pause_worker(self, index: int = 0) -> int | None:
+        """SIGSTOP one worker; `resume(pid)` continues it. Returns its pid."""
+        pids = self.worker_pids()
+        if not pids:
+            return None
+        pid = pids[index % len(pids)]
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+        return pid
+
+    @staticmethod
+    def resume(pid: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+    def restart(self) -> None:
+        """Start the server again on the same store and port (after `kill9` or a death)."""
+        if self.alive:
+            self.kill9()
+        self._log.write(f"\n--- restart {self.restarts + 1} ---\n")
+        self.restarts += 1
+        self.proc = self._spawn()
+        self._wait_until_up(self.startup_timeout, self.proc)
+
+    # -- stop -----------------------------------------------------------------------------
     def stop(self) -> None:
         if self.proc.poll() is None:
             try:
+                os.killpg(self.proc.pid, signal.SIGCONT)  # a paused worker must hear SIGTERM
                 os.killpg(self.proc.pid, signal.SIGTERM)
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -79,6 +168,8 @@ class ServerProcess:
                 self.proc.wait(timeout=5)
             except ProcessLookupError:
                 pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # any worker left behind
         self._log.close()
 
     def __enter__(self) -> ServerProcess:

@@ -1,6 +1,7 @@
 """The CI gate: `groupbuy loadtest` on the flash sale (15 s of arrivals, 3x the scenario's
 rates, so stock sells out mid-run) against the reference server with 2 workers must pass on
-every real store, and must fail with an oversell against the deliberately unsafe store."""
+every real store, also when the server is killed mid-run, and must fail against the
+deliberately unsafe store."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ def assert_passed(proc: subprocess.CompletedProcess[str], out: Path) -> None:
     assert arrivals["achieved_rate"] == pytest.approx(arrivals["target_rate"], rel=0.05)
     report = json.loads((out / "invariants.json").read_text())
     assert report["held"] and report["stats"]["operations"] > 1000
-    codes = {json.loads(line)["code"] for line in (out / "history.jsonl").open()}
+    codes = {json.loads(line).get("code") for line in (out / "history.jsonl").open()}
     assert "sold_out" in codes  # the run really sold out: the invariants were under pressure
     for name in ("locust_report.html", "locust_stats.csv", "latency.png", "invariants.txt",
                  "history.jsonl", "plan.json"):
@@ -53,16 +54,34 @@ def test_gate_passes_on_sqlite(groupbuy_exe: str, tmp_path: Path) -> None:
     assert_passed(proc, out)
 
 
-def test_gate_fails_on_the_unsafe_store_with_an_oversell(groupbuy_exe: str,
+def test_gate_survives_kill9_of_the_server_on_sqlite(groupbuy_exe: str, tmp_path: Path) -> None:
+    """kill -9 every server process mid-run and restart it on the same SQLite file, then kill
+    one worker: requests in flight get unknown outcomes, and still nothing acknowledged is
+    lost, nothing happens twice, and the run passes."""
+    out = tmp_path / "run"
+    proc = gate(groupbuy_exe, out, f"sqlite:///{tmp_path / 'crash.sqlite3'}",
+                "--kill-server", "5", "--kill-worker", "10")
+    assert_passed(proc, out)
+    faults = [json.loads(line)["fault"] for line in (out / "faults.jsonl").open()]
+    assert faults == ["kill_server", "kill_worker"]
+    report = json.loads((out / "invariants.json").read_text())
+    assert report["stats"]["unknown"] > 0  # the kill really hit requests in flight
+    lost = next(r for r in report["invariants"] if r["name"] == "no_lost_acknowledged")
+    assert lost["held"] and lost["checked"] > 500
+    assert "kill -9 every server process" in proc.stdout
+
+
+def test_gate_fails_on_the_unsafe_store(groupbuy_exe: str,
                                                          tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = gate(groupbuy_exe, out, f"unsafe:///{tmp_path / 'unsafe.sqlite3'}")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "FAILED" in proc.stdout
-    assert "invariant broken: no_oversell" in proc.stderr
-    assert "oversold by" in proc.stderr
+    assert "invariant broken: conservation" in proc.stderr
     report = json.loads((out / "invariants.json").read_text())
-    assert "no_oversell" in report["broken"] and "conservation" in report["broken"]
+    # Each worker writes its own stale stock figure back: the lost updates oversell, or leave
+    # buyers refused while units were free, or both (which one is up to the interleaving).
+    assert {"no_oversell", "no_wrongful_refusal"} & set(report["broken"]), report["broken"]
 
 
 @pytest.mark.postgres
@@ -100,5 +119,5 @@ def test_group_buy_run_with_failing_groups_passes_on_sqlite(groupbuy_exe: str,
     report = json.loads((out / "invariants.json").read_text())
     groups = next(r for r in report["invariants"] if r["name"] == "groups")
     assert groups["held"]
-    counts = dict(reversed(part.split(" ")) for part in groups["note"].split(", "))
+    counts = dict(reversed(part.split(" ")) for part in groups["note"].split(";")[0].split(", "))
     assert int(counts["completed"]) > 0 and int(counts["failed"]) > 0, groups["note"]

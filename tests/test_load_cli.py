@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from campaign.scenario import load_scenario
+from loadtests.history import HistoryHeader
 from loadtests.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +46,7 @@ def test_distributed_mixed_traffic_against_a_running_server_then_check(
                "--processes", "2", "--duration", "8", "--rate-scale", "3", "--seed", "11",
                "--out", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    history = [json.loads(line) for line in (out / "history.jsonl").open()]
+    history = records(out / "history.jsonl")
     # Both load processes ran their half of the arrivals and their histories were merged.
     assert {r["worker"] for r in history} == {0, 1}
     assert sorted(p.name for p in out.glob("history-*.jsonl")) == ["history-0.jsonl",
@@ -59,24 +60,53 @@ def test_distributed_mixed_traffic_against_a_running_server_then_check(
     retried = Counter((r["user"], r["key"]) for r in history if r["op"] == "reserve")
     assert max(retried.values()) >= 2  # same idempotency key sent again
 
-    # The checker alone, against the same server, agrees …
-    checked = run("check", "--host", server, "--history", str(out / "history.jsonl"),
-                  "--admin-token", TOKEN, "--out", str(tmp_path / "check"))
+    # The checker alone, on the run folder, against the same server, agrees …
+    checked = run("check", str(out), "--host", server, "--admin-token", TOKEN,
+                  "--out", str(tmp_path / "check"))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "invariants: ALL HELD" in checked.stdout
     assert (tmp_path / "check" / "invariants.json").is_file()
+    # … and so it does offline, from the state.json the run saved.
+    offline = run("check", str(out), "--out", str(tmp_path / "offline"))
+    assert offline.returncode == 0 and "ALL HELD" in offline.stdout, offline.stdout
 
-    # … and a history that forgot an acknowledged order makes that order a phantom.
+    # One load process's file of the two is a partial history: nothing is called a phantom
+    # for want of the other's requests, and the verdict says it is incomplete (exit 3).
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    for name in ("history-0.jsonl", "plan.json", "state.json"):
+        (partial / name).write_bytes((out / name).read_bytes())
+    half = run("check", str(partial))
+    assert half.returncode == 3, half.stdout + half.stderr
+    assert "partial history: load process(es) [1] of 2 missing" in half.stdout
+    assert "BROKEN" not in half.stdout and "INCOMPLETE" in half.stdout
+
+    # A garbage line is named, file and line, and nothing is checked (exit 2).
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "history-0.jsonl").write_text("not json\n")
+    bad = run("check", str(garbage), "--scenario", str(SCENARIOS / "default.toml"))
+    assert bad.returncode == 2
+    assert f"{garbage / 'history-0.jsonl'}: line 1 is not JSON" in bad.stderr
+
+    # A history that forgot an acknowledged order makes that order a phantom.
     first = next(r for r in history if r["op"] == "reserve" and r["outcome"] == "ok")
     cut = tmp_path / "cut" / "history.jsonl"
     cut.parent.mkdir()
-    cut.write_text("".join(json.dumps(r) + "\n" for r in history
-                           if (r["user"], r["key"]) != (first["user"], first["key"])))
-    broken = run("check", "--host", server, "--history", str(cut), "--admin-token", TOKEN,
+    heads = [line for line in (out / "history.jsonl").open() if '"header"' in line]
+    cut.write_text("".join(heads) + "".join(json.dumps(r) + "\n" for r in history
+                                            if (r["user"], r["key"]) != (first["user"],
+                                                                         first["key"])))
+    broken = run("check", "--history", str(cut), "--host", server, "--admin-token", TOKEN,
                  "--scenario", str(SCENARIOS / "default.toml"))
     assert broken.returncode == 1
     assert "BROKEN  no_phantom" in broken.stdout
     assert first["order_id"] in broken.stdout
+
+
+def records(path: Path) -> list[dict]:
+    """A history file's operation records (its header lines left out)."""
+    return [r for r in map(json.loads, path.open()) if "header" not in r]
 
 
 @pytest.mark.slow
@@ -97,17 +127,23 @@ def test_a_missed_threshold_fails_the_run_and_says_which(server: str, tmp_path: 
 
 
 @pytest.mark.slow
-def test_a_locustfile_runs_directly(server: str, tmp_path: Path) -> None:
+def test_a_locustfile_runs_directly_and_never_appends(server: str, tmp_path: Path) -> None:
     out = tmp_path / "direct"
-    proc = subprocess.run(
-        [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "flash_sale.py"),
-         "--host", server, "--admin-token", TOKEN, "--headless", "--run-dir", str(out),
-         "--schedule-seconds", "3", "--only-summary"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=ENV)
-    assert proc.returncode in (0, 1), proc.stderr[-2000:]  # 1: Locust saw failed requests
-    arrivals = json.loads((out / "arrivals-0.json").read_text())
-    assert arrivals["started"] == arrivals["scheduled"] > 50
-    assert (out / "history-0.jsonl").stat().st_size > 0
+    heads = []
+    for _ in range(2):  # the same run folder twice: the second run replaces the first's files
+        proc = subprocess.run(
+            [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "flash_sale.py"),
+             "--host", server, "--admin-token", TOKEN, "--headless", "--run-dir", str(out),
+             "--schedule-seconds", "3", "--only-summary"],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path, env=ENV)
+        assert proc.returncode in (0, 1), proc.stderr[-2000:]  # 1: Locust saw failed requests
+        arrivals = json.loads((out / "arrivals-0.json").read_text())
+        assert arrivals["started"] == arrivals["scheduled"] > 50
+        lines = (out / "history-0.jsonl").read_text().splitlines()
+        assert sum('"header"' in line for line in lines) == 1
+        heads.append(json.loads(lines[0])["header"]["run_id"])
+    assert heads[0] != heads[1]
+    assert json.loads((out / "plan.json").read_text())["run_id"] == heads[1]
 
 
 def test_a_locustfile_without_admin_token_says_so(tmp_path: Path) -> None:
@@ -132,9 +168,18 @@ def test_a_locustfile_without_admin_token_says_so(tmp_path: Path) -> None:
     (["loadtest", str(SCENARIOS / "default.toml"), "--arrivals", "missing.csv"],
      "--arrivals: missing.csv: file not found"),
     (["check", "--host", "http://127.0.0.1:9", "--history", "missing.jsonl"],
-     "the server's admin token is needed"),
-    (["check", "--host", "http://127.0.0.1:9", "--history", "missing.jsonl",
-      "--admin-token", "t"], "--history: missing.jsonl not found"),
+     "missing.jsonl: No such file or directory"),
+    (["check"], "give a run folder (RUN_DIR) or --history FILE"),
+    (["check", "no-such-folder"], "no-such-folder: not a folder"),
+    (["loadtest", str(SCENARIOS / "flash_sale.toml"), "--kill-server", "soon"],
+     "--kill-server: not a list of seconds: 'soon'"),
+    (["loadtest", str(SCENARIOS / "flash_sale.toml"), "--pause-worker", "6"],
+     "--pause-worker: '6': want AT:SECONDS, e.g. 6:2"),
+    (["loadtest", str(SCENARIOS / "flash_sale.toml"), "--proxy", "1:2:3:1.5"],
+     "fault flags: proxy[0].drop: Input should be less than or equal to 1"),
+    (["loadtest", str(SCENARIOS / "flash_sale.toml"), "--host", "http://127.0.0.1:9",
+      "--admin-token", "t", "--kill-server", "3"],
+     "kill_server: these faults need a server the run starts, not --host"),
 ])
 def test_mistakes_get_one_line_and_exit_code_2(args: list[str], message: str,
                                                 tmp_path: Path) -> None:
@@ -147,7 +192,7 @@ def test_mistakes_get_one_line_and_exit_code_2(args: list[str], message: str,
 
 def test_check_against_an_unreachable_server_is_one_line(tmp_path: Path) -> None:
     history = tmp_path / "history.jsonl"
-    history.write_text("")
+    history.write_text(HistoryHeader("r", None, 0, 1, 1.0).to_line())
     proc = run("check", "--host", "http://127.0.0.1:9", "--history", str(history),
                "--admin-token", "t", "--scenario", str(SCENARIOS / "flash_sale.toml"))
     assert proc.returncode == 2
@@ -190,7 +235,7 @@ def test_a_reused_output_folder_does_not_mix_the_previous_run_in(tmp_path: Path)
                               timeout=90, env=ENV, cwd=ROOT)
         assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((out / "summary.json").read_text())
-    history = [json.loads(line) for line in (out / "history.jsonl").open()]
+    history = records(out / "history.jsonl")
     assert len({(r["worker"], r["arrival"]) for r in history}) == summary["arrivals"]["started"]
     assert summary["arrivals"]["processes"] == 1
     assert summary["scenario"] == str(SCENARIOS / "flash_sale.toml")
@@ -200,7 +245,7 @@ def test_a_reused_output_folder_does_not_mix_the_previous_run_in(tmp_path: Path)
 
 
 def test_stale_run_files_are_cleared(tmp_path: Path) -> None:
-    from loadtests.harness import clear_stale_run_files
+    from loadtests.plan import clear_stale_run_files
 
     for name in ("history-0.jsonl", "history-3.jsonl", "history.jsonl", "arrivals-0.json",
                  "plan.json", "server.sqlite3"):
@@ -256,3 +301,17 @@ def test_threshold_messages_never_contradict_themselves() -> None:
     assert "p99 latency from intended start no requests > p99_ms 2000" in text, text
     assert "nan" not in text
     assert "throughput 99.9900 req/s < min_throughput 100" in text, text
+
+
+def test_check_of_a_damaged_run_folder_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "history-0.jsonl").write_text(HistoryHeader("r", None, 0, 1, 1.0).to_line())
+    (tmp_path / "plan.json").write_text(json.dumps({"run_id": "r", "scenario": str(
+        SCENARIOS / "flash_sale.toml"), "host": "", "run_dir": str(tmp_path), "schedule": [],
+        "mix": {}, "tokens": {}, "skus": [], "coupons": [], "per_user_limit": 1}))
+    (tmp_path / "state.json").write_text("{not json")
+    proc = run("check", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"groupbuy check: {tmp_path / 'state.json'}: not JSON"
+    (tmp_path / "state.json").unlink()
+    proc = run("check", str(tmp_path))
+    assert proc.returncode == 2 and "no state.json" in proc.stderr and "--host" in proc.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from hypothesis import strategies as st
 from campaign.errors import ScenarioError
 from campaign.load import Checks, Load
 from campaign.scenario import load_scenario, parse_scenario, read_scenario_data
-from loadtests.history import merge_histories, read_history
+from loadtests.history import Op
 from loadtests.journeys import classify
 from loadtests.metrics import history_figures, percentile, threshold_problems
 from loadtests.schedule import (
@@ -143,23 +142,15 @@ def test_outcomes_are_classified_by_what_the_client_can_know() -> None:
         "unknown", "timeout")
 
 
-def test_history_tolerates_a_cut_last_line_only(tmp_path: Path) -> None:
-    rec = {"user": "u1", "op": "reserve", "outcome": "ok", "start": 2.0, "end": 3.0}
-    a, b = tmp_path / "history-0.jsonl", tmp_path / "history-1.jsonl"
-    a.write_text(json.dumps(rec) + "\n" + '{"user": "u2", "op"')
-    b.write_text(json.dumps({**rec, "start": 1.0}) + "\n")
-    assert merge_histories([a, b], tmp_path / "history.jsonl") == 2
-    assert [r["start"] for r in read_history(tmp_path / "history.jsonl")] == [1.0, 2.0]
-    a.write_text('{"broken\n' + json.dumps(rec) + "\n")
-    with pytest.raises(ValueError, match="line 1 is not JSON"):
-        read_history(a)
-
-
 def test_thresholds_name_what_was_missed() -> None:
-    history = [{"outcome": "ok", "intended": 0.0, "start": 0.5, "end": 1.0},
-               {"outcome": "unknown", "intended": 1.0, "start": 1.0, "end": 1.2},
-               {"outcome": "unknown", "intended": 1.0, "start": 1.0, "end": 1.001,
-                "client_timeout": 0.001}]
+    base = {"worker": 0, "arrival": 0, "journey": "buy", "user": "u1", "op": "reserve",
+            "key": "k", "status": None, "code": None}
+    history = [Op.from_json({**base, "outcome": "ok", "intended": 0.0, "start": 0.5,
+                             "end": 1.0}),
+               Op.from_json({**base, "outcome": "unknown", "intended": 1.0, "start": 1.0,
+                             "end": 1.2}),
+               Op.from_json({**base, "outcome": "unknown", "intended": 1.0, "start": 1.0,
+                             "end": 1.001, "client_timeout": 0.001})]
     fig = history_figures(history)
     assert fig["errors"] == 1 and fig["client_timeouts"] == 1
     assert fig["p99_ms"] == pytest.approx(1000)

@@ -24,6 +24,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from loadtests.harness import sigterm_as_interrupt
+
+    try:
+        with sigterm_as_interrupt():  # SIGTERM unwinds like Ctrl-C: every child is stopped
+            return _demo(args)
+    except KeyboardInterrupt:
+        print("groupbuy demo: interrupted; every process it started is stopped",
+              file=sys.stderr)
+        return 130
+
+
+def _demo(args: argparse.Namespace) -> int:
     from loadtests.api import ServerError
     from loadtests.harness import run_loadtest, summary_lines
     from loadtests.server import ServerStartError
