@@ -80,8 +80,9 @@ end
 
 -- Idempotency inside the state change (Store.once): ARGV from `at` on are user, key, request
 -- fingerprint, stale-after and keep-for seconds. `idem_check` answers a key already used (replay,
--- mismatch, in flight) before anything changes; `idem_mark` claims the key in the same atomic
--- step as the change, and the caller records the rendered answer with `idem_finish`.
+-- mismatch, in flight) before anything changes; `idem_done` records the script's reply as the
+-- key's answer in the same atomic step as the change (one round trip per request: the caller
+-- renders a replay from the recorded reply as it rendered the first answer).
 local function idem_key(at) return K .. 'idem:' .. ARGV[at] .. ':' .. ARGV[at + 1] end
 
 local function idem_check(at)
@@ -90,19 +91,25 @@ local function idem_check(at)
                        'started_at')
   if not r[1] or tonumber(r[5]) < tonumber(NOW) - tonumber(ARGV[at + 4]) then return nil end
   if r[1] ~= ARGV[at + 2] then return {'ok', 'idem', 'mismatch'} end
-  if r[2] == 'done' then return {'ok', 'idem', 'replay', r[3], r[4]} end
+  if r[2] == 'done' then
+    local reply = redis.call('HGET', idem_key(at), 'reply')
+    return {'ok', 'idem', 'replay', r[3], r[4], reply or ''}
+  end
   if tonumber(r[5]) >= tonumber(NOW) - tonumber(ARGV[at + 3]) then
     return {'ok', 'idem', 'in_flight'}
   end
   return nil  -- a stale in-flight marker (crashed worker): taken over
 end
 
-local function idem_mark(at)
-  if not ARGV[at + 2] or ARGV[at + 2] == '' then return end
-  local ik = idem_key(at)
-  redis.call('DEL', ik)
-  redis.call('HSET', ik, 'fingerprint', ARGV[at + 2], 'state', 'in_flight', 'started_at', NOW)
-  redis.call('EXPIRE', ik, math.ceil(tonumber(ARGV[at + 4])) + 60)
+local function idem_done(at, reply)
+  if ARGV[at + 2] and ARGV[at + 2] ~= '' then
+    local ik = idem_key(at)
+    redis.call('DEL', ik)
+    redis.call('HSET', ik, 'fingerprint', ARGV[at + 2], 'state', 'done', 'status', 201,
+               'body', '', 'reply', cjson.encode(reply), 'started_at', NOW)
+    redis.call('EXPIRE', ik, math.ceil(tonumber(ARGV[at + 4])) + 60)
+  end
+  return reply
 end
 
 -- Complete or fail an open group (CONTRACT.md, "Group").
@@ -163,8 +170,7 @@ if prior then
   if fp and fp ~= '' and arg(17) ~= '' and fp ~= arg(17) then
     return {'err', 'idempotency_key_reused', 'this Idempotency-Key was used for a different request'}
   end
-  idem_mark(IDEM)
-  return order_reply(prior, open_gid ~= '')
+  return idem_done(IDEM, order_reply(prior, open_gid ~= ''))
 end
 local sk = K .. 'sku:' .. sku
 if redis.call('EXISTS', sk) == 0 then return {'err', 'not_found', 'no SKU ' .. sku} end
@@ -227,8 +233,7 @@ if gid ~= '' then
   redis.call('RPUSH', K .. 'gorders:' .. gid, oid)
 end
 status_count(nil, 'reserved')
-idem_mark(IDEM)
-return order_reply(oid, open_gid ~= '')
+return idem_done(IDEM, order_reply(oid, open_gid ~= ''))
 
 -- @script pay
 -- 1 order id 2 user ('' = anyone) 3 gift for paid orders numbered up to this
@@ -314,8 +319,7 @@ if prior then
   if was ~= coupon then
     return {'err', 'idempotency_key_reused', 'this Idempotency-Key was used to claim coupon ' .. was}
   end
-  idem_mark(IDEM)
-  return {'ok', unpack(redis.call('HGETALL', K .. 'claim:' .. prior))}
+  return idem_done(IDEM, {'ok', unpack(redis.call('HGETALL', K .. 'claim:' .. prior))})
 end
 local ck = K .. 'coupon:' .. coupon
 local c = redis.call('HMGET', ck, 'pool', 'issued', 'per_user')
@@ -335,8 +339,7 @@ redis.call('HSET', K .. 'claim:' .. cid, 'claim_id', cid, 'coupon_id', coupon, '
 redis.call('ZADD', K .. 'claims', seq, cid)
 redis.call('RPUSH', K .. 'unused:' .. user .. ':' .. coupon, cid)
 redis.call('SET', K .. 'ckey:' .. user .. ':' .. key, cid)
-idem_mark(IDEM)
-return {'ok', unpack(redis.call('HGETALL', K .. 'claim:' .. cid))}
+return idem_done(IDEM, {'ok', unpack(redis.call('HGETALL', K .. 'claim:' .. cid))})
 
 -- @script idem_begin
 -- 1 user 2 key 3 request fingerprint 4 stale after (seconds) 5 keep records (seconds)

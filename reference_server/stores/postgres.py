@@ -1,20 +1,25 @@
 """`postgresql://user@host:port/db[?schema=name]` — the production SQL store (psycopg 3).
 
-The transaction bodies are the ones SQLite runs (`stores/sql.py`): guarded `UPDATE … WHERE
+The hot path is one round trip per request on psycopg's async pool: a plain reservation (the
+idempotency key, the guarded stock update, the order and the recorded answer) and paying an
+order outside a group are each one call of a server-side PL/pgSQL function
+(`reference_server/postgres_functions.sql`, installed at start), one transaction. Everything
+else runs the transaction bodies SQLite runs (`stores/sql.py`: guarded `UPDATE … WHERE
 available >= q`, `SELECT … FOR UPDATE` on groups, orders and claims, unique constraints and
-CHECKs as the backstop. They run on a psycopg connection pool from a small thread pool, so the
-event loop never waits on a lock. Deadlocks and serialisation failures are retried. With
-`synchronous_commit = on` (PostgreSQL's default) a committed — acknowledged — order survives a
-crash."""
+CHECKs as the backstop) on a threaded psycopg pool, so the event loop never waits on a lock.
+Deadlocks and serialisation failures are retried. With `synchronous_commit = on`
+(PostgreSQL's default) a committed — acknowledged — order survives a crash."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
+from importlib import resources
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -22,14 +27,26 @@ import psycopg
 from psycopg import errors as pgerrors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
+from reference_server.domain import OrderRow, PricedReserve
 from reference_server.errors import ApiError, StoreUnavailable
-from reference_server.stores.base import Durability
+from reference_server.stores.base import (
+    IDEMPOTENCY_STALE_SECONDS,
+    IDEMPOTENCY_TTL_SECONDS,
+    CreateOp,
+    Durability,
+    IdemBegin,
+    IdemRequest,
+    StaleSale,
+)
 from reference_server.stores.sql import MIGRATIONS, SCHEMA, Deferred, SqlStore
 
 T = TypeVar("T")
 POOL_SIZE = 6
+"""Connections of the threaded pool (the multi-statement transaction bodies) per worker."""
+ASYNC_POOL_SIZE = 8
+"""Connections of the async pool (the one-call hot path) per worker."""
 RETRIES = 5
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -81,9 +98,18 @@ class PostgresStore(SqlStore):
         self.conninfo, self.schema = split_schema(url)
         self._threads = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="pg")
         self._pool: ConnectionPool | None = None
+        self._apool: AsyncConnectionPool | None = None
+        self._lock_key = zlib.crc32(self.schema.encode())
 
     async def open(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._threads, self._open)
+        apool = AsyncConnectionPool(self.conninfo, min_size=1, max_size=ASYNC_POOL_SIZE,
+                                    open=False, timeout=10, kwargs=self._conn_kwargs())
+        try:
+            await apool.open(wait=True, timeout=10)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(f"PostgreSQL: {exc}".strip()) from exc
+        self._apool = apool
 
     def _open(self) -> None:
         try:
@@ -99,16 +125,19 @@ class PostgresStore(SqlStore):
                     for table, column, kind in MIGRATIONS:  # columns newer than the store
                         conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "
                                      f"{column} {kind}")
+                    conn.execute(_functions_sql())
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"PostgreSQL: {exc}".strip()) from exc
+        self._pool = ConnectionPool(self.conninfo, min_size=1, max_size=POOL_SIZE, open=False,
+                                    timeout=10, kwargs=self._conn_kwargs())
+        self._pool.open(wait=True, timeout=10)
+
+    def _conn_kwargs(self) -> dict[str, Any]:
         # keep the URL's own `options` (e.g. -c synchronous_commit=…): they are part of the
         # durability the store reports
         options = conninfo_to_dict(self.conninfo).get("options") or ""
-        self._pool = ConnectionPool(
-            self.conninfo, min_size=1, max_size=POOL_SIZE, open=False, timeout=10,
-            kwargs={"autocommit": True, "row_factory": dict_row,
-                    "options": f"{options} -c search_path={self.schema}".strip()})
-        self._pool.open(wait=True, timeout=10)
+        return {"autocommit": True, "row_factory": dict_row,
+                "options": f"{options} -c search_path={self.schema}".strip()}
 
     async def durability(self) -> Durability:
         def read(tx: _PgTx) -> dict[str, str]:
@@ -125,6 +154,9 @@ class PostgresStore(SqlStore):
         return Durability(settings, "PostgreSQL " + "; ".join(problems) if problems else None)
 
     async def close(self) -> None:
+        if self._apool is not None:
+            await self._apool.close()
+            self._apool = None
         pool = self._pool
         if pool is not None:
             await asyncio.get_running_loop().run_in_executor(self._threads, pool.close)
@@ -166,3 +198,88 @@ class PostgresStore(SqlStore):
             except (psycopg.OperationalError, PoolTimeout) as exc:
                 raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
         raise AssertionError("unreachable")
+
+    # -- the hot path: one call of a server-side function each ------------------------------
+    async def once(self, idem: IdemRequest, op: CreateOp, now: float, *,
+                   record_refusals: bool) -> IdemBegin:
+        if op.kind != "reserve" or not _plain(op.args[0]):
+            return await super().once(idem, op, now, record_refusals=record_refusals)
+        p: PricedReserve = op.args[0]
+        req = p.req
+        row = await self._call_function(
+            "SELECT * FROM gb_reserve_v1(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+            "%s, %s, %s, %s, %s)",
+            (self._lock_key, idem.user_id, idem.key, idem.fingerprint, now,
+             IDEMPOTENCY_STALE_SECONDS, IDEMPOTENCY_TTL_SECONDS, record_refusals, p.sale_id,
+             p.order_id, req.sku_id, req.quantity, p.per_user_limit, p.amount, p.list_amount,
+             json.dumps(p.prices), p.expires_at, json.dumps(now)))
+        outcome = row["outcome"]
+        if outcome in ("mismatch", "in_flight"):
+            return IdemBegin(outcome)
+        body = row["body"]
+        if body is None:  # the order, kept as its row: rendered as the first answer was
+            body = op.render(OrderRow.from_fields(json.loads(row["snapshot"])))
+        return IdemBegin(outcome, int(row["status"]), body)
+
+    async def pay(self, order_id: str, user_id: str | None, now: float) -> OrderRow:
+        for _ in range(RETRIES):
+            sale = await self.recent_sale()
+            if sale is None:
+                raise ApiError("no_sale", "no sale is loaded (POST /v1/admin/sale)")
+            gift = sale.rules.first_orders_gift
+            try:
+                row = await self._call_function(
+                    "SELECT * FROM gb_pay_v1(%s, %s, %s, %s, %s, %s)",
+                    (self._lock_key, order_id, user_id or "", now, sale.sale_id,
+                     gift.count if gift else 0))
+            except StaleSale:
+                self.forget_recent_sale()
+                continue
+            if row["outcome"] == "fallback":  # in a group, or expired: the Python body
+                return await super().pay(order_id, user_id, now)
+            return OrderRow.from_fields(json.loads(row["snapshot"]))
+        raise StoreUnavailable("the sale kept changing while paying an order")
+
+    async def _call_function(self, sql: str, params: tuple[Any, ...]) -> dict[str, Any]:
+        """One statement on the async pool (autocommit: its own transaction); the function's
+        `groupbuy:` exceptions become `ApiError` or `StaleSale`."""
+        if self._apool is None:
+            raise StoreUnavailable("the PostgreSQL store is closed")
+        for attempt in range(RETRIES):
+            try:
+                async with self._apool.connection() as conn:
+                    cur = await conn.execute(sql, params)
+                    row = await cur.fetchone()
+                assert row is not None
+                return row  # type: ignore[return-value]
+            except pgerrors.RaiseException as exc:
+                raise _refusal(exc.diag.message_primary or "") from None
+            except pgerrors.UniqueViolation as exc:
+                if (exc.diag.constraint_name or "").endswith("_user_id_idempotency_key_key"):
+                    raise ApiError("in_flight", "a request with this Idempotency-Key is in "
+                                   "progress") from None
+                raise
+            except (pgerrors.DeadlockDetected, pgerrors.SerializationFailure):
+                if attempt == RETRIES - 1:
+                    raise StoreUnavailable("PostgreSQL: repeated deadlocks") from None
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
+        raise AssertionError("unreachable")
+
+
+def _plain(p: PricedReserve) -> bool:
+    """A reservation the server-side function makes: no group to join or open, no coupon."""
+    return p.req.group_id is None and p.req.coupon_id is None and p.new_group is None
+
+
+def _refusal(message: str) -> Exception:
+    """`groupbuy:<code>:<message>` or `groupbuy:stale` from a function, as the store's error."""
+    if not message.startswith("groupbuy:"):
+        return StoreUnavailable(f"PostgreSQL: {message}")
+    _, code, text = (message.split(":", 2) + [""])[:3]
+    return StaleSale() if code == "stale" else ApiError(code, text)
+
+
+@lru_cache(maxsize=1)
+def _functions_sql() -> str:
+    return resources.files("reference_server").joinpath("postgres_functions.sql").read_text()

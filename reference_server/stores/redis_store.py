@@ -364,8 +364,10 @@ class RedisStore(Store):
     # -- idempotency ------------------------------------------------------------------------
     async def once(self, idem: IdemRequest, op: CreateOp, now: float, *,
                    record_refusals: bool) -> IdemBegin:
-        """The key's check and claim run inside the reserve or claim script; the rendered answer
-        is recorded right after (two round trips instead of three)."""
+        """One EVALSHA: the reserve or claim script checks the key, makes the change and
+        records its reply as the key's answer, atomically. A replay renders the recorded reply
+        with `op.render`, as the first answer was rendered. Refusals are recorded with a second
+        call (`idem_put`), only when they are the answer."""
         if op.kind == "refusal":
             return await super().once(idem, op, now, record_refusals=record_refusals)
         extra = [idem.user_id, idem.key, idem.fingerprint, IDEMPOTENCY_STALE_SECONDS,
@@ -386,21 +388,12 @@ class RedisStore(Store):
             return IdemBegin("done", status, body)
         if reply[0] == "idem":
             state = reply[1]
-            if state == "replay":
+            if state != "replay":
+                return IdemBegin(state)  # type: ignore[arg-type]
+            if reply[3]:  # a recorded refusal (or an answer recorded the older way)
                 return IdemBegin("replay", int(reply[2]), reply[3])
-            return IdemBegin(state)  # type: ignore[arg-type]
-        row: Any
-        if op.kind == "claim":
-            row = ClaimRow.from_fields(dict(zip(reply[::2], reply[1::2], strict=True)))
-        elif op.kind == "open_group":
-            order, rest = _take(reply[1:])
-            group, rest = _take(rest)
-            row = GroupRow.from_fields(group, rest[1:]), OrderRow.from_fields(order)
-        else:
-            row = _order_row(reply)
-        body = op.render(row)
-        await self.idem_finish(idem.user_id, idem.key, 201, body)
-        return IdemBegin("done", 201, body)
+            return IdemBegin("replay", int(reply[2]), op.render(_row(op, json.loads(reply[4])[1:])))
+        return IdemBegin("done", 201, op.render(_row(op, reply)))
 
     async def idem_begin(self, user_id: str, key: str, fingerprint: str,
                          now: float) -> IdemBegin:
@@ -422,6 +415,17 @@ def _take(items: list[Any]) -> tuple[dict[str, str], list[Any]]:
     n = int(items[0])
     flat = items[1:1 + n]
     return dict(zip(flat[::2], flat[1::2], strict=True)), items[1 + n:]
+
+
+def _row(op: CreateOp, reply: list[Any]) -> Any:
+    """What a reserve or claim script's reply (after 'ok') holds, as `op.render` takes it."""
+    if op.kind == "claim":
+        return ClaimRow.from_fields(dict(zip(reply[::2], reply[1::2], strict=True)))
+    if op.kind == "open_group":
+        order, rest = _take(reply[1:])
+        group, rest = _take(rest)
+        return GroupRow.from_fields(group, rest[1:]), OrderRow.from_fields(order)
+    return _order_row(reply)
 
 
 def _order_row(reply: list[Any]) -> OrderRow:

@@ -88,7 +88,8 @@ CREATE TABLE IF NOT EXISTS groups (
 CREATE INDEX IF NOT EXISTS groups_due ON groups (status, deadline);
 CREATE TABLE IF NOT EXISTS idem (
   user_id TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL, state TEXT NOT NULL,
-  status INTEGER, body TEXT, started_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (user_id, key));
+  status INTEGER, body TEXT, started_at DOUBLE PRECISION NOT NULL, snapshot TEXT,
+  PRIMARY KEY (user_id, key));
 CREATE INDEX IF NOT EXISTS idem_age ON idem (started_at);
 """
 
@@ -97,6 +98,7 @@ MIGRATIONS = (
     ("sale", "move_seq", "BIGINT NOT NULL DEFAULT 0"),
     ("orders", "paid_seq", "BIGINT"),
     ("orders", "request_fp", "TEXT"),
+    ("idem", "snapshot", "TEXT"),
 )
 """Columns added after a store was first created (contract 1.2): (table, column, type)."""
 

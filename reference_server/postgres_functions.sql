@@ -1,0 +1,172 @@
+-- Server-side functions of the PostgreSQL store (reference_server/stores/postgres.py): the hot
+-- path in one round trip each. They do what the Python transaction bodies of stores/sql.py do
+-- for a plain reservation (`_once` with `_reserve`: no group, no coupon) and for paying an order
+-- that is in no group (`_pay`), statement for statement and in the same lock order. Anything
+-- else answers 'fallback' before it writes, and the store runs the Python body instead.
+-- Rule checks and pricing stay above the store: amounts, limits and the gift count come in as
+-- arguments. A refusal is RAISEd as 'groupbuy:<code>:<message>' (the whole call rolls back) or
+-- recorded as the key's answer, as `records_refusal` says; 'groupbuy:stale' means the request
+-- was priced under a sale that is no longer loaded.
+-- The names carry the version (`_v1`): a changed body gets a new name, so servers of two
+-- versions on one schema each call their own. Installed with CREATE OR REPLACE at store start.
+
+CREATE OR REPLACE FUNCTION gb_reserve_v1(
+    p_lock bigint, p_user text, p_key text, p_fp text, p_now float8, p_stale float8,
+    p_ttl float8, p_record_lazy boolean, p_sale_id text, p_order_id text, p_sku text,
+    p_q integer, p_limit integer, p_amount bigint, p_list_amount bigint, p_prices text,
+    p_expires_at float8, p_at text)
+RETURNS TABLE (outcome text, status integer, body text, snapshot text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+  k idem%ROWTYPE;
+  o orders%ROWTYPE;
+  loaded text;
+  seq bigint;
+  code text;
+  msg text;
+BEGIN
+  -- a load or reset (exclusive) waits for this change, and this change for one in progress
+  PERFORM pg_advisory_xact_lock_shared(p_lock);
+  -- the key (`_idem_begin`): a new one in one statement; waits for a concurrent holder
+  INSERT INTO idem (user_id, key, fingerprint, state, started_at)
+  VALUES (p_user, p_key, p_fp, 'in_flight', p_now) ON CONFLICT DO NOTHING;
+  IF NOT FOUND THEN
+    SELECT * INTO k FROM idem WHERE user_id = p_user AND key = p_key FOR UPDATE;
+    IF NOT FOUND THEN
+      RETURN QUERY SELECT 'in_flight', 0, NULL::text, NULL::text;
+      RETURN;
+    END IF;
+    IF k.started_at < p_now - p_ttl THEN  -- expired: start afresh
+      UPDATE idem SET fingerprint = p_fp, state = 'in_flight', status = NULL, body = NULL,
+                      snapshot = NULL, started_at = p_now
+      WHERE user_id = p_user AND key = p_key;
+    ELSIF k.fingerprint <> p_fp THEN
+      RETURN QUERY SELECT 'mismatch', 0, NULL::text, NULL::text;
+      RETURN;
+    ELSIF k.state = 'done' THEN
+      RETURN QUERY SELECT 'replay', k.status, k.body, k.snapshot;
+      RETURN;
+    ELSIF k.started_at < p_now - p_stale THEN  -- a crashed worker's marker: take it over
+      UPDATE idem SET started_at = p_now WHERE user_id = p_user AND key = p_key;
+    ELSE
+      RETURN QUERY SELECT 'in_flight', 0, NULL::text, NULL::text;
+      RETURN;
+    END IF;
+  END IF;
+  -- an order an earlier attempt under this key committed (`_prior_order`)
+  SELECT * INTO o FROM orders WHERE user_id = p_user AND idempotency_key = p_key;
+  IF FOUND THEN
+    IF coalesce(o.request_fp, '') <> '' AND p_fp <> '' AND o.request_fp <> p_fp THEN
+      RAISE EXCEPTION 'groupbuy:idempotency_key_reused:%',
+        'this Idempotency-Key was used for a different request';
+    END IF;
+  ELSE
+    SELECT sale_id INTO loaded FROM sale WHERE id = 1;  -- `_check_sale`
+    IF NOT FOUND THEN
+      code := 'no_sale';
+      msg := 'no sale is loaded (POST /v1/admin/sale)';
+    ELSIF loaded <> p_sale_id THEN
+      RAISE EXCEPTION 'groupbuy:stale';
+    ELSE
+      -- `_take_stock`: the guarded update; two transactions can never both take the last unit
+      UPDATE skus SET available = available - p_q, reserved = reserved + p_q
+      WHERE sku_id = p_sku AND available >= p_q;
+      IF NOT FOUND THEN
+        code := 'sold_out';
+        msg := p_sku || ': not enough stock for ' || p_q;
+      ELSE
+        INSERT INTO user_units AS u (user_id, sku_id, units) VALUES (p_user, p_sku, p_q)
+        ON CONFLICT (user_id, sku_id) DO UPDATE SET units = u.units + excluded.units
+        WHERE u.units + excluded.units <= p_limit;
+        IF NOT FOUND THEN  -- give the units back (the SKU row is already ours)
+          UPDATE skus SET available = available + p_q, reserved = reserved - p_q
+          WHERE sku_id = p_sku;
+          code := 'limit_reached';
+          msg := p_sku || ': at most ' || p_limit
+                 || ' unit(s) per user, reserved and paid together';
+        ELSE
+          seq := nextval('move_seq');  -- after the SKU's guarded update: its lock orders them
+          INSERT INTO orders (order_id, user_id, sku_id, quantity, status, group_id, coupon_id,
+                              idempotency_key, amount, list_amount, prices, created_at,
+                              expires_at, movements, request_fp)
+          VALUES (p_order_id, p_user, p_sku, p_q, 'reserved', NULL, NULL, p_key, p_amount,
+                  p_list_amount, p_prices, p_now, p_expires_at,
+                  format('[{"kind": "reserve", "quantity": %s, "at": %s, "seq": %s}]',
+                         p_q, p_at, seq),  -- p_at: the time as Python's json writes it
+                  p_fp)
+          RETURNING * INTO o;
+        END IF;
+      END IF;
+    END IF;
+  END IF;
+  IF code IS NOT NULL THEN
+    IF code <> 'no_sale' AND NOT p_record_lazy THEN  -- retried after expiry: no record
+      RAISE EXCEPTION 'groupbuy:%:%', code, msg;
+    END IF;
+    body := format('{"error": {"code": "%s", "message": %s}}', code, to_json(msg));
+    UPDATE idem SET state = 'done', status = 409, body = gb_reserve_v1.body, snapshot = NULL
+    WHERE user_id = p_user AND key = p_key;
+    RETURN QUERY SELECT 'done', 409, gb_reserve_v1.body, NULL::text;
+    RETURN;
+  END IF;
+  -- the answer is the order as made (or as first made): kept as its row, rendered by the caller
+  UPDATE idem SET state = 'done', status = 201, body = NULL, snapshot = row_to_json(o)::text
+  WHERE user_id = p_user AND key = p_key;
+  RETURN QUERY SELECT 'done', 201, NULL::text, row_to_json(o)::text;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION gb_pay_v1(
+    p_lock bigint, p_order_id text, p_user text, p_now float8, p_sale_id text,
+    p_gift_count bigint)
+RETURNS TABLE (outcome text, snapshot text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+  o orders%ROWTYPE;
+  loaded text;
+  rank bigint;
+BEGIN
+  PERFORM pg_advisory_xact_lock_shared(p_lock);
+  SELECT * INTO o FROM orders WHERE order_id = p_order_id;  -- `_owned_order`
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'groupbuy:not_found:no order %', quote_literal(p_order_id);
+  END IF;
+  IF p_user <> '' AND o.user_id <> p_user THEN
+    RAISE EXCEPTION 'groupbuy:forbidden:this order belongs to another user';
+  END IF;
+  IF o.group_id IS NOT NULL THEN  -- groups may close on payment: the Python body does that
+    RETURN QUERY SELECT 'fallback', NULL::text;
+    RETURN;
+  END IF;
+  IF o.status = 'reserved' THEN
+    SELECT * INTO o FROM orders WHERE order_id = p_order_id FOR UPDATE;
+  END IF;
+  IF o.status = 'paid' THEN  -- paying twice answers the paid order
+    RETURN QUERY SELECT 'done', row_to_json(o)::text;
+    RETURN;
+  END IF;
+  IF o.status <> 'reserved' THEN
+    RAISE EXCEPTION 'groupbuy:order_closed:order % is %', p_order_id, o.status;
+  END IF;
+  IF o.expires_at <= p_now THEN  -- expire it and refuse: the Python body commits the release
+    RETURN QUERY SELECT 'fallback', NULL::text;
+    RETURN;
+  END IF;
+  SELECT sale_id INTO loaded FROM sale WHERE id = 1;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'groupbuy:no_sale:no sale is loaded (POST /v1/admin/sale)';
+  ELSIF loaded <> p_sale_id THEN  -- the gift count came from another sale
+    RAISE EXCEPTION 'groupbuy:stale';
+  END IF;
+  UPDATE orders SET status = 'paid', paid_at = p_now WHERE order_id = p_order_id;
+  UPDATE skus SET reserved = reserved - o.quantity, sold = sold + o.quantity
+  WHERE sku_id = o.sku_id;
+  -- the sale row is every payment's lock (dense ranks for the gift): taken last, briefly
+  UPDATE sale SET paid_seq = paid_seq + 1 WHERE id = 1 RETURNING paid_seq INTO rank;
+  UPDATE orders SET paid_seq = rank, gift = (rank <= p_gift_count)::integer
+  WHERE order_id = p_order_id RETURNING * INTO o;
+  RETURN QUERY SELECT 'done', row_to_json(o)::text;
+END
+$$;
