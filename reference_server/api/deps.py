@@ -49,32 +49,39 @@ ClockDep = Annotated[Clock, Depends(get_clock)]
 
 _bearer = HTTPBearer(auto_error=False, description="an admin token or a user token "
                      "(`POST /v1/admin/user-tokens`)")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+# Each identity dependency reads the credentials itself rather than through a chain of
+# dependencies: FastAPI solves every dependency of every request anew, and the chain cost about
+# a fifth of a worker's time on reserve+pay (profile, docs/server.md).
 
 
-async def bearer_token(creds: Annotated[HTTPAuthorizationCredentials | None,
-                                  Depends(_bearer)]) -> str:
+def _token(creds: HTTPAuthorizationCredentials | None) -> str:
     if creds is None or not creds.credentials.strip():
         raise ApiError("unauthorized", "send Authorization: Bearer <token>")
     return creds.credentials.strip()
 
 
-Token = Annotated[str, Depends(bearer_token)]
-
-
-async def caller(request: Request, token: Token) -> str | None:
+def _identify(request: Request, creds: HTTPAuthorizationCredentials | None) -> str | None:
     """The user id of a user token; None for the admin token."""
-    user = user_from_token(request.app.state.secret, token, request.app.state.clock())
+    token, state = _token(creds), request.app.state
+    user = user_from_token(state.secret, token, state.clock())
     if user is not None:
         return user
-    if is_admin(request.app.state.admin_token, token):
+    if is_admin(state.admin_token, token):
         return None
     raise ApiError("unauthorized", "bad user token")
+
+
+async def caller(request: Request, creds: Credentials) -> str | None:
+    """The user id of a user token; None for the admin token."""
+    return _identify(request, creds)
 
 
 Caller = Annotated[str | None, Depends(caller)]
 
 
-async def current_user(user: Caller) -> str:
+async def current_user(request: Request, creds: Credentials) -> str:
+    user = _identify(request, creds)
     if user is None:
         raise ApiError("forbidden", "this endpoint needs a user token, not the admin token")
     return user
@@ -83,10 +90,11 @@ async def current_user(user: Caller) -> str:
 CurrentUser = Annotated[str, Depends(current_user)]
 
 
-async def require_admin(request: Request, token: Token) -> None:
-    if is_admin(request.app.state.admin_token, token):
+async def require_admin(request: Request, creds: Credentials) -> None:
+    token, state = _token(creds), request.app.state
+    if is_admin(state.admin_token, token):
         return
-    if user_from_token(request.app.state.secret, token, request.app.state.clock()) is not None:
+    if user_from_token(state.secret, token, state.clock()) is not None:
         raise ApiError("forbidden", "admin only")
     raise ApiError("unauthorized", "bad admin token")
 
@@ -202,17 +210,14 @@ class IdempotencyGuard:
         return Response(begun.body, status_code=begun.status, media_type="application/json")
 
 
-async def idempotency_key(key: Annotated[str, Header(
+async def idempotency_guard(request: Request, user: CurrentUser, key: Annotated[str, Header(
         alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY.pattern,
-        description="1-128 printable ASCII characters, unique per user and request")]) -> str:
+        description="1-128 printable ASCII characters, unique per user and request")],
+                            ) -> IdempotencyGuard:
     if not IDEMPOTENCY_KEY.fullmatch(key):  # the header pattern already said so; belt and braces
         raise ApiError("invalid", "Idempotency-Key header: 1-128 printable ASCII characters")
-    return key
-
-
-async def idempotency_guard(request: Request, store: StoreDep, clock: ClockDep, user: CurrentUser,
-                      key: Annotated[str, Depends(idempotency_key)]) -> IdempotencyGuard:
-    return IdempotencyGuard(store, clock, user, key, request.method, request.url.path)
+    state = request.app.state
+    return IdempotencyGuard(state.store, state.clock, user, key, request.method, request.url.path)
 
 
 Idempotent = Annotated[IdempotencyGuard, Depends(idempotency_guard)]

@@ -276,7 +276,7 @@ def _refusal(message: str) -> Exception:
     """`groupbuy:<code>:<message>` or `groupbuy:stale` from a function, as the store's error."""
     if not message.startswith("groupbuy:"):
         return StoreUnavailable(f"PostgreSQL: {message}")
-    _, code, text = (message.split(":", 2) + [""])[:3]
+    _, code, text = [*message.split(":", 2), ""][:3]
     return StaleSale() if code == "stale" else ApiError(code, text)
 
 

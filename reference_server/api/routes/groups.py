@@ -23,10 +23,9 @@ GroupId = Annotated[str, Path(pattern=ID.pattern)]
 @router.post("", status_code=201, response_model=None,
              openapi_extra=json_body(OpenGroupBody),
              responses=responses(201, OpenedGroup, 401, 403, 404, 409, 413, 422))
-async def open_new_group(user: CurrentUser, data: JsonBody, guard: Idempotent,
-                         store: StoreDep) -> Response:
+async def open_new_group(user: CurrentUser, data: JsonBody, guard: Idempotent) -> Response:
     """Open a group led by the caller, reserving the leader's order in the same step."""
-    body = parse(OpenGroupBody, data)
+    body, store = parse(OpenGroupBody, data), guard.store
     req = ReserveRequest(user, body.sku_id, body.quantity, guard.key, body.coupon_id,
                          fingerprint=guard.fingerprint(data))
 

@@ -22,10 +22,9 @@ OrderId = Annotated[str, Path(pattern=ID.pattern)]
 
 @router.post("", status_code=201, response_model=None, openapi_extra=json_body(ReserveBody),
              responses=responses(201, Order, 401, 403, 404, 409, 413, 422))
-async def reserve(user: CurrentUser, data: JsonBody, guard: Idempotent,
-                  store: StoreDep) -> Response:
+async def reserve(user: CurrentUser, data: JsonBody, guard: Idempotent) -> Response:
     """Reserve stock for an order; with `group_id`, join that group."""
-    body = parse(ReserveBody, data)
+    body, store = parse(ReserveBody, data), guard.store
     req = ReserveRequest(user, body.sku_id, body.quantity, guard.key, body.coupon_id,
                          body.group_id, guard.fingerprint(data))
 
