@@ -193,9 +193,26 @@ def bench_server(scenario: Path, store: str, workers: int, seconds: float, concu
             measured.append({"buy": buy.summary(seconds), "ping": ping.summary(seconds)})
         ratios = [m["buy"]["per_s"] / m["ping"]["per_s"] for m in measured]
         median = sorted(range(rounds), key=lambda i: ratios[i])[rounds // 2]
-        return measured[median] | {"ratios": ratios}
+        ledger = httpx.get(f"http://127.0.0.1:{port}/v1/admin/ledger",
+                           headers={"Authorization": f"Bearer {ADMIN}"}).json()
+        return measured[median] | {"ratios": ratios, "stock": stock_check(ledger)}
     finally:
         _stop(proc)
+
+
+def stock_check(ledger: dict[str, Any]) -> str:
+    """'held' when the hot SKU's stock is conserved, nothing is negative and the counters agree
+    with the orders (one unit each); else what broke."""
+    sku, orders = ledger["skus"]["hot"], ledger["orders"]
+    problems = []
+    if min(sku["available"], sku["reserved"], sku["sold"]) < 0:
+        problems.append("a negative counter")
+    if sku["initial"] != sku["available"] + sku["reserved"] + sku["sold"]:
+        problems.append("initial != available + reserved + sold")
+    if sku["sold"] != orders["paid"] or sku["reserved"] != orders["reserved"]:
+        problems.append(f"sold/reserved {sku['sold']}/{sku['reserved']} vs paid/reserved orders "
+                        f"{orders['paid']}/{orders['reserved']}")
+    return "; ".join(problems) or "held"
 
 
 # -- raw backend limits for the same guarded step --------------------------------------------
@@ -334,8 +351,8 @@ def _table(rows: list[dict], raw: dict[str, str], args: argparse.Namespace,
         f"{os.cpu_count()} CPUs shared by client and server).",
         "",
         "| store | workers | reserve+pay /s | p50 ms | p99 ms | ping /s | ping p50 ms "
-        "| ping p99 ms | buy/ping | buy/ping of every round | errors |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+        "| ping p99 ms | buy/ping | buy/ping of every round | errors | no oversell |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
     ]
     for r in rows:
         b, p = r["buy"], r["ping"]
@@ -343,10 +360,17 @@ def _table(rows: list[dict], raw: dict[str, str], args: argparse.Namespace,
             f"| {r['store']} | {r['workers']} | {b['per_s']:,.0f} | {b['p50_ms']:.1f} | "
             f"{b['p99_ms']:.1f} | {p['per_s']:,.0f} | {p['p50_ms']:.1f} | {p['p99_ms']:.1f} | "
             f"{b['per_s'] / p['per_s']:.3f} | "
-            f"{', '.join(f'{x:.3f}' for x in r['ratios'])} | {b['errors'] + p['errors']} |")
+            f"{', '.join(f'{x:.3f}' for x in r['ratios'])} | {b['errors'] + p['errors']} | "
+            f"{r['stock']} |")
     lines += ["", "Raw backend limit for the same guarded stock step (no HTTP, no Python "
               "server):", ""]
     lines += [f"- {name}: {text}" for name, text in raw.items()]
+    pg = [r for r in rows if r["store"] == "postgresql" and r["workers"] == 2]
+    tps = re.match(r"([\d,]+) tx/s", raw.get("postgresql", ""))
+    if pg and tps:
+        pairs, limit = pg[0]["buy"]["per_s"], float(tps.group(1).replace(",", ""))
+        lines.append(f"- postgresql, 2 workers: {pairs:,.0f} reserve+pay pairs/s = "
+                     f"**{pairs / limit:.2f}** of pgbench's guarded UPDATE tx/s")
     lines += [f"- {n}" for n in notes]
     return "\n".join(lines)
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
 
-from reference_server.api.deps import ClockDep, CurrentUser, Idempotent, JsonBody, StoreDep
+from reference_server.api.deps import ClockDep, Idempotent, JsonBody, StoreDep
 from reference_server.api.models import ID, OpenGroupBody, parse
 from reference_server.api.schemas import Group, OpenedGroup, json_body, responses
 from reference_server.api.steps import current_sale, expire_now
@@ -23,10 +23,11 @@ GroupId = Annotated[str, Path(pattern=ID.pattern)]
 @router.post("", status_code=201, response_model=None,
              openapi_extra=json_body(OpenGroupBody),
              responses=responses(201, OpenedGroup, 401, 403, 404, 409, 413, 422))
-async def open_new_group(user: CurrentUser, data: JsonBody, guard: Idempotent) -> Response:
-    """Open a group led by the caller, reserving the leader's order in the same step."""
+async def open_new_group(guard: Idempotent, data: JsonBody) -> Response:
+    """Open a group led by the caller (`guard.user`), reserving the leader's order in the same
+    step."""
     body, store = parse(OpenGroupBody, data), guard.store
-    req = ReserveRequest(user, body.sku_id, body.quantity, guard.key, body.coupon_id,
+    req = ReserveRequest(guard.user, body.sku_id, body.quantity, guard.key, body.coupon_id,
                          fingerprint=guard.fingerprint(data))
 
     async def build(now: float) -> CreateOp:
