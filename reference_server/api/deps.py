@@ -170,9 +170,14 @@ class IdempotencyGuard:
                  path: str) -> None:
         self.store, self.clock, self.user, self.key = store, clock, user, key
         self._what = f"{method} {path}"
+        self._fingerprint: str | None = None
 
     def fingerprint(self, data: Any) -> str:
-        return hashlib.sha256(f"{self._what} {canonical_json(data)}".encode()).hexdigest()
+        """The request's fingerprint (its method, path and body); computed once per request."""
+        if self._fingerprint is None:
+            self._fingerprint = hashlib.sha256(
+                f"{self._what} {canonical_json(data)}".encode()).hexdigest()
+        return self._fingerprint
 
     async def run(self, data: Any, build: Callable[[float], Awaitable[CreateOp]]) -> Response:
         """`build(now)` checks and prices the request under the loaded sale; the store runs
