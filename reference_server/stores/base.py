@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -124,6 +125,7 @@ class Store(ABC):
     async def sale(self) -> Sale | None: ...
 
     _recent: tuple[float, Sale] | None = None
+    _recent_lock: asyncio.Lock | None = None
 
     async def recent_sale(self) -> Sale | None:
         """The loaded sale as read at most `RECENT_SALE_SECONDS` ago, for pricing on the hot
@@ -133,9 +135,15 @@ class Store(ABC):
         cached = self._recent
         if cached is not None and time.monotonic() - cached[0] < RECENT_SALE_SECONDS:
             return cached[1]
-        sale = await self.sale()
-        self._recent = None if sale is None else (time.monotonic(), sale)
-        return sale
+        if self._recent_lock is None:
+            self._recent_lock = asyncio.Lock()
+        async with self._recent_lock:  # one read for all the requests that found it old
+            cached = self._recent
+            if cached is not None and time.monotonic() - cached[0] < RECENT_SALE_SECONDS:
+                return cached[1]
+            sale = await self.sale()
+            self._recent = None if sale is None else (time.monotonic(), sale)
+            return sale
 
     def forget_recent_sale(self) -> None:
         self._recent = None
