@@ -1,13 +1,10 @@
 """`sqlite:///path` — the embedded default store.
 
 WAL mode, `BEGIN IMMEDIATE` write transactions (one writer at a time across all worker
-processes, so guarded updates cannot race) and a busy timeout. Worker processes queue for the
-write lock on an `flock` of `<db>.writer` first: the kernel wakes the next writer as soon as
-one commits, where SQLite's busy handler would poll with sleeps of 1 to 100 ms.
-
-The default `synchronous=FULL` fsyncs the write-ahead log at every commit, so an acknowledged
-order survives a crash of the server and a power cut; `?synchronous=NORMAL` is faster but a
-power cut or OS crash can lose the last commits, so it counts as unsafe durability.
+processes, so guarded updates cannot race) and a busy timeout. The default `synchronous=FULL`
+fsyncs the write-ahead log at every commit, so an acknowledged order survives a crash of the
+server and a power cut; `?synchronous=NORMAL` is faster but a power cut or OS crash can lose the
+last commits, so it counts as unsafe durability.
 
 The token-signing secret is not kept in the database file (which may sit under `results/`, which
 CI uploads) but in a private file of the state folder (`auth.state_dir()`), one per database."""
@@ -116,7 +113,6 @@ class SqliteStore(SqlStore):
         self._queue: list[_Job] = []
         self._queue_lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
-        self._writer: IO[str] | None = None
 
     async def open(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._pool, self._open)
@@ -133,7 +129,6 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite: {exc} ({self.path})") from exc
         self._conn = conn
-        self._writer = open(f"{self.path}.writer", "a")  # noqa: SIM115 - closed in close()
         ddl = SCHEMA.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT")
         self._transact(lambda tx: [tx.run(s) for s in ddl.split(";") if s.strip()], (), True)
         self._transact(_migrate, (), True)
@@ -180,9 +175,6 @@ class SqliteStore(SqlStore):
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
         await asyncio.get_running_loop().run_in_executor(self._pool, _close)
         self._pool.shutdown(wait=True)
 
@@ -216,7 +208,6 @@ class SqliteStore(SqlStore):
             return [(False, StoreUnavailable("the SQLite store is closed")) for _ in batch]
         out: list[tuple[bool, Any]] = []
         try:
-            self._lock_writer()
             conn.execute("BEGIN IMMEDIATE")
             for fn, args, _, _ in batch:
                 conn.execute("SAVEPOINT job")
@@ -240,25 +231,12 @@ class SqliteStore(SqlStore):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             return [(False, StoreUnavailable(f"SQLite: {exc}")) for _ in batch]
-        finally:
-            self._unlock_writer()
         return out
-
-    def _lock_writer(self) -> None:
-        """Wait (in the database thread) until no other worker process is writing."""
-        if self._writer is not None:
-            fcntl.flock(self._writer, fcntl.LOCK_EX)
-
-    def _unlock_writer(self) -> None:
-        if self._writer is not None:
-            fcntl.flock(self._writer, fcntl.LOCK_UN)
 
     def _transact(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
         conn = self._conn
         if conn is None:
             raise StoreUnavailable("the SQLite store is closed")
-        if write:
-            self._lock_writer()
         try:
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
@@ -277,6 +255,3 @@ class SqliteStore(SqlStore):
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise StoreUnavailable(f"SQLite: {exc}") from exc
-        finally:
-            if write:
-                self._unlock_writer()
