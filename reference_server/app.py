@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from campaign.scenario import load_scenario
 from reference_server import CONTRACT_VERSION
-from reference_server.api.main import api_router
+from reference_server.api.main import ROUTERS
 from reference_server.api.shedding import LoadShedder
 from reference_server.api.steps import expire_now
 from reference_server.errors import ApiError, StoreUnavailable
@@ -98,7 +98,8 @@ def create_app(config: ServerConfig, clock: Callable[[], float] = time.time) -> 
     app.state.store, app.state.clock, app.state.admin_token = store, clock, config.admin_token
     app.state.durability = None  # read from the live backend at start-up
     _add_error_handlers(app)
-    app.include_router(api_router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.add_middleware(LoadShedder, limit=config.max_in_flight)
     return app
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Header, Query, Request
 from fastapi.responses import Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from starlette.requests import ClientDisconnect
 
 from reference_server.auth import is_admin, user_from_token
@@ -47,23 +47,27 @@ ClockDep = Annotated[Clock, Depends(get_clock)]
 
 # -- identity ---------------------------------------------------------------------------------
 
-_bearer = HTTPBearer(auto_error=False, description="an admin token or a user token "
-                     "(`POST /v1/admin/user-tokens`)")
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-# Each identity dependency reads the credentials itself rather than through a chain of
-# dependencies: FastAPI solves every dependency of every request anew, and the chain cost about
-# a fifth of a worker's time on reserve+pay (profile, docs/server.md).
+class BearerIdentity(HTTPBearer):
+    """The caller behind `Authorization: Bearer <token>`, as one dependency that is also the
+    OpenAPI security scheme: FastAPI solves every dependency of every request anew, and a chain
+    (credentials, token, caller, user) cost about a fifth of a worker's time on reserve+pay
+    (profile, docs/server.md). `check(request, token)` says who it is, or raises."""
+
+    def __init__(self, check: Callable[[Request, str], str | None]) -> None:
+        super().__init__(auto_error=False, scheme_name="HTTPBearer", description="an admin "
+                         "token or a user token (`POST /v1/admin/user-tokens`)")
+        self.check = check
+
+    async def __call__(self, request: Request) -> str | None:  # type: ignore[override]
+        creds = await super().__call__(request)
+        if creds is None or not creds.credentials.strip():
+            raise ApiError("unauthorized", "send Authorization: Bearer <token>")
+        return self.check(request, creds.credentials.strip())
 
 
-def _token(creds: HTTPAuthorizationCredentials | None) -> str:
-    if creds is None or not creds.credentials.strip():
-        raise ApiError("unauthorized", "send Authorization: Bearer <token>")
-    return creds.credentials.strip()
-
-
-def _identify(request: Request, creds: HTTPAuthorizationCredentials | None) -> str | None:
+def _caller(request: Request, token: str) -> str | None:
     """The user id of a user token; None for the admin token."""
-    token, state = _token(creds), request.app.state
+    state = request.app.state
     user = user_from_token(state.secret, token, state.clock())
     if user is not None:
         return user
@@ -72,26 +76,15 @@ def _identify(request: Request, creds: HTTPAuthorizationCredentials | None) -> s
     raise ApiError("unauthorized", "bad user token")
 
 
-async def caller(request: Request, creds: Credentials) -> str | None:
-    """The user id of a user token; None for the admin token."""
-    return _identify(request, creds)
-
-
-Caller = Annotated[str | None, Depends(caller)]
-
-
-async def current_user(request: Request, creds: Credentials) -> str:
-    user = _identify(request, creds)
+def _user(request: Request, token: str) -> str:
+    user = _caller(request, token)
     if user is None:
         raise ApiError("forbidden", "this endpoint needs a user token, not the admin token")
     return user
 
 
-CurrentUser = Annotated[str, Depends(current_user)]
-
-
-async def require_admin(request: Request, creds: Credentials) -> None:
-    token, state = _token(creds), request.app.state
+def _admin(request: Request, token: str) -> None:
+    state = request.app.state
     if is_admin(state.admin_token, token):
         return
     if user_from_token(state.secret, token, state.clock()) is not None:
@@ -99,7 +92,11 @@ async def require_admin(request: Request, creds: Credentials) -> None:
     raise ApiError("unauthorized", "bad admin token")
 
 
-AdminDep = Depends(require_admin)
+Caller = Annotated[str | None, Depends(BearerIdentity(_caller))]
+"""A user id, or None for the admin token."""
+CurrentUser = Annotated[str, Depends(BearerIdentity(_user))]
+"""A user id (the admin token is refused: 403)."""
+AdminDep = Depends(BearerIdentity(_admin))
 """For a router's `dependencies=[AdminDep]`: every route of it is admin-only."""
 
 # -- bodies and queries -----------------------------------------------------------------------

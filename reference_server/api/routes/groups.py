@@ -24,8 +24,8 @@ GroupId = Annotated[str, Path(pattern=ID.pattern)]
              openapi_extra=json_body(OpenGroupBody),
              responses=responses(201, OpenedGroup, 401, 403, 404, 409, 413, 422))
 async def open_new_group(guard: Idempotent, data: JsonBody) -> Response:
-    """Open a group led by the caller (`guard.user`), reserving the leader's order in the same
-    step."""
+    """Open a group led by the caller, reserving the leader's order in the same step."""
+    # the caller is `guard.user`: a `CurrentUser` parameter would be solved a second time
     body, store = parse(OpenGroupBody, data), guard.store
     req = ReserveRequest(guard.user, body.sku_id, body.quantity, guard.key, body.coupon_id,
                          fingerprint=guard.fingerprint(data))

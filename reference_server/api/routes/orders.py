@@ -23,8 +23,8 @@ OrderId = Annotated[str, Path(pattern=ID.pattern)]
 @router.post("", status_code=201, response_model=None, openapi_extra=json_body(ReserveBody),
              responses=responses(201, Order, 401, 403, 404, 409, 413, 422))
 async def reserve(guard: Idempotent, data: JsonBody) -> Response:
-    """Reserve stock for an order; with `group_id`, join that group. (The caller is the
-    guard's `user`: a second `CurrentUser` would be solved again.)"""
+    """Reserve stock for an order; with `group_id`, join that group."""
+    # the caller is `guard.user`: a `CurrentUser` parameter would be solved a second time
     body, store = parse(ReserveBody, data), guard.store
     req = ReserveRequest(guard.user, body.sku_id, body.quantity, guard.key, body.coupon_id,
                          body.group_id, guard.fingerprint(data))
