@@ -11,6 +11,7 @@ import hmac
 import os
 import re
 import time
+from functools import lru_cache
 from pathlib import Path
 
 USER_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -31,6 +32,17 @@ def user_token(secret: str, user_id: str, expires: float) -> str:
 
 def user_from_token(secret: str, token: str, now: float | None = None) -> str | None:
     """The user id a token was minted for, or None when it is not a valid, unexpired token."""
+    signed = _signed(secret, token)
+    if signed is None:
+        return None
+    user_id, expires = signed
+    return user_id if expires > (time.time() if now is None else now) else None
+
+
+@lru_cache(maxsize=16384)
+def _signed(secret: str, token: str) -> tuple[str, int] | None:
+    """(user id, expiry) of a token signed under `secret`, else None. Cached: a buyer sends the
+    same token with every request, and the signature check showed in the profile."""
     payload, dot, _ = token.rpartition(".")
     user_id, dot2, expires = payload.rpartition(".")
     if not dot or not dot2 or not USER_ID.fullmatch(user_id) or not expires.isascii() \
@@ -40,7 +52,7 @@ def user_from_token(secret: str, token: str, now: float | None = None) -> str | 
     good = f"{payload}.{_sign(secret, payload)}"
     if not hmac.compare_digest(good.encode(), token.encode()):
         return None
-    return user_id if int(expires) > (time.time() if now is None else now) else None
+    return user_id, int(expires)
 
 
 def is_admin(admin_token: str, token: str) -> bool:
