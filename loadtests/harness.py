@@ -38,6 +38,7 @@ from loadtests.checker import Report, check, rules_from_campaign, save_report
 from loadtests.checker import summary_lines as broken_lines
 from loadtests.faults import ChaosProxy, FaultRecord, Nemesis
 from loadtests.history import History, merge_histories
+from loadtests.instances import free_port
 from loadtests.metrics import arrival_figures, history_figures, plot_latency, threshold_problems
 from loadtests.plan import Plan, clear_stale_run_files, prepare_plan
 from loadtests.schedule import build_schedule
@@ -111,7 +112,9 @@ def run_locust(plan_path: Path, run_dir: Path, host: str, plan: Plan, *, process
            "--run-time", f"{bound:.0f}s", "--only-summary",
            "--loglevel", "WARNING"]
     if processes > 1:
-        cmd += ["--processes", str(processes)]
+        # Not Locust's fixed 5557: two distributed runs on one machine must not collide.
+        port = str(free_port())
+        cmd += ["--processes", str(processes), "--master-bind-port", port, "--master-port", port]
     with (run_dir / "locust.log").open("w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir,
                                 start_new_session=True)
