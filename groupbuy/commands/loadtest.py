@@ -135,16 +135,18 @@ def faults_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from campaign.scenario import load_scenario
     from groupbuy.cli import UsageError
     from loadtests.api import AdminClient, ServerError
     from loadtests.harness import run_loadtest, sigterm_as_interrupt, summary_lines
-    from loadtests.schedule import ScheduleError, build_schedule
+    from loadtests.plan import ScenarioFile
+    from loadtests.schedule import ScheduleError
     from loadtests.server import ServerStartError
 
-    scenario = load_scenario(args.scenario)  # bad files fail before a folder is made
+    source = ScenarioFile.read(args.scenario)  # read once; bad files fail before a folder is made
+    scenario = source.scenario
     try:
-        build_schedule(scenario, args.arrivals)
+        sched = source.schedule(args.arrivals, duration=args.duration,
+                                rate_scale=args.rate_scale)
     except ScheduleError as exc:
         raise UsageError(f"--arrivals: {exc}") from None
     token, _ = admin_token_from(args)
@@ -175,10 +177,9 @@ def run(args: argparse.Namespace) -> int:
     extra = {"locustfile": locustfile.resolve()} if locustfile else {}
     try:
         with sigterm_as_interrupt():
-            res = run_loadtest(args.scenario, out, host=args.host, store=args.store,
-                               workers=args.workers, admin_token=token, duration=args.duration,
-                               rate_scale=args.rate_scale, processes=args.processes,
-                               arrivals_csv=args.arrivals, seed=args.seed, faults=faults,
+            res = run_loadtest(source, sched, out, host=args.host, store=args.store,
+                               workers=args.workers, admin_token=token,
+                               processes=args.processes, seed=args.seed, faults=faults,
                                allow_unsafe_durability=args.allow_unsafe_durability,
                                **extra)
     except KeyboardInterrupt:

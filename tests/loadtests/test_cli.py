@@ -16,9 +16,8 @@ import pytest
 from campaign.scenario import load_scenario
 from loadtests.history import HistoryHeader
 from loadtests.server import ServerProcess
+from tests.support import ROOT, SCENARIOS
 
-ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = ROOT / "scenarios"
 TOKEN = "load-cli-test-token"
 ENV = {k: v for k, v in os.environ.items() if k != "GROUPBUY_ADMIN_TOKEN"}
 
