@@ -25,6 +25,8 @@ from pathlib import Path
 import httpx
 import server_speed as speed
 
+from loadtests.server import ServerProcess
+
 
 def summarise(raw: Path, top: int) -> str:
     """py-spy's raw (folded) output as `share  function (file)` lines."""
@@ -65,21 +67,22 @@ def main() -> int:
     url = {"sqlite": f"sqlite:///{tmp}/profile.sqlite3",
            "postgresql": f"{speed.PG}?schema={schema}",
            "redis": f"{speed.REDIS}?prefix={prefix}"}[args.store]
-    proc, port = speed._serve(scenario, url, 1, tmp / "server.log")
+    raw = tmp / "profile.txt"
     try:
-        users = [f"p{i}" for i in range(32)]
-        r = httpx.post(f"http://127.0.0.1:{port}/v1/admin/user-tokens",
-                       json={"user_ids": users},
-                       headers={"Authorization": f"Bearer {speed.ADMIN}"})
-        tokens = [r.json()["tokens"][u] for u in users]
-        raw = tmp / "profile.txt"
-        sampler = subprocess.Popen([spy, "record", "-p", str(proc.pid), "-d", str(args.seconds),
-                                    "-r", "250", "-f", "raw", "-o", str(raw), "--nonblocking"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        run = asyncio.run(speed._measure(port, tokens, args.seconds, 32, buy=True))
-        sampler.wait(timeout=60)
+        with ServerProcess(scenario, url, 1, speed.ADMIN, tmp / "server.log",
+                           allow_unsafe_durability=True) as server:
+            users = [f"p{i}" for i in range(32)]
+            r = httpx.post(f"http://127.0.0.1:{server.port}/v1/admin/user-tokens",
+                           json={"user_ids": users},
+                           headers={"Authorization": f"Bearer {speed.ADMIN}"})
+            tokens = [r.json()["tokens"][u] for u in users]
+            sampler = subprocess.Popen(
+                [spy, "record", "-p", str(server.proc.pid), "-d", str(args.seconds), "-r", "250",
+                 "-f", "raw", "-o", str(raw), "--nonblocking"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            run = asyncio.run(speed._measure(server.port, tokens, args.seconds, 32, buy=True))
+            sampler.wait(timeout=60)
     finally:
-        speed._stop(proc)
         speed._cleanup(schema if args.store == "postgresql" else None,
                        prefix if args.store == "redis" else None)
     print(f"{args.store}, 1 worker: {run.ops / args.seconds:,.0f} reserve+pay pairs/s while "

@@ -9,21 +9,27 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from test_server_api import code, store_url  # noqa: F401 - the per-store fixture
-from test_server_helpers import Lab, assert_conserved, running_lab
+
+from tests.support.checkout import Lab, assert_conserved, running_lab
+from tests.support.stores import (
+    POSTGRES_URL,
+    REDIS_URL,
+    need_service,
+    postgres_schema,
+    redis_prefix,
+)
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def lab(store_url: str) -> AsyncIterator[Lab]:  # noqa: F811
-    async with running_lab(store_url) as lab:
+async def lab(real_store_url: str) -> AsyncIterator[Lab]:
+    async with running_lab(real_store_url) as lab:
         yield lab
+
+
+def code(r: Any) -> str:
+    return r.json()["error"]["code"]
 
 
 async def test_stock_and_limit_refusals_are_recorded_and_replayed_byte_for_byte(
@@ -69,10 +75,9 @@ def _count(obj: Any, name: str, calls: list[str]) -> None:
 
 
 @pytest.mark.postgres
-async def test_postgres_reserve_and_pay_are_one_call_each(postgres_url: str) -> None:
-    from test_server_helpers import drop_postgres_schema, fresh_postgres
-    url, schema = fresh_postgres(postgres_url)
-    try:
+async def test_postgres_reserve_and_pay_are_one_call_each() -> None:
+    need_service("PostgreSQL", POSTGRES_URL)
+    with postgres_schema(POSTGRES_URL) as url:
         async with running_lab(url) as lab:
             await lab.reserve("warm")  # the sale copy for pricing is read once a second
             calls: list[str] = []
@@ -87,18 +92,13 @@ async def test_postgres_reserve_and_pay_are_one_call_each(postgres_url: str) -> 
             calls.clear()
             assert (await lab.pay("u2", group["order"]["order_id"])).status_code == 200
             assert calls == ["_call_function", "_run"]
-    finally:
-        drop_postgres_schema(postgres_url, schema)
 
 
 @pytest.mark.redis
-async def test_redis_reserve_and_pay_are_one_command_each(redis_url: str) -> None:
-    import secrets
-
-    from test_server_helpers import drop_redis_prefix, with_query
-    prefix = f"gbtest-{secrets.token_hex(5)}"
-    try:
-        async with running_lab(with_query(redis_url, "prefix", prefix)) as lab:
+async def test_redis_reserve_and_pay_are_one_command_each() -> None:
+    need_service("Redis", REDIS_URL)
+    with redis_prefix(REDIS_URL) as url:
+        async with running_lab(url) as lab:
             await lab.reserve("warm")  # the sale copy for pricing is read once a second
             calls: list[str] = []
             _count(lab.store.r, "execute_command", calls)
@@ -106,5 +106,3 @@ async def test_redis_reserve_and_pay_are_one_command_each(redis_url: str) -> Non
             assert calls == ["execute_command"]  # EVALSHA: key, change and answer at once
             assert (await lab.pay("u1", order["order_id"])).status_code == 200
             assert calls == ["execute_command"] * 2
-    finally:
-        drop_redis_prefix(redis_url, prefix)
