@@ -185,18 +185,8 @@ class PostgresStore(SqlStore):
                     if deferred is not None:
                         raise deferred
                     return out
-            except pgerrors.UniqueViolation as exc:
-                # A request taking over a stale in-flight key raced the still-running first
-                # one and lost on UNIQUE (user_id, idempotency_key): that request is in flight.
-                if (exc.diag.constraint_name or "").endswith("_user_id_idempotency_key_key"):
-                    raise ApiError("in_flight", "a request with this Idempotency-Key is in "
-                                   "progress") from None
-                raise
-            except (pgerrors.DeadlockDetected, pgerrors.SerializationFailure):
-                if attempt == RETRIES - 1:
-                    raise StoreUnavailable("PostgreSQL: repeated deadlocks") from None
-            except (psycopg.OperationalError, PoolTimeout) as exc:
-                raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
+            except HANDLED as exc:
+                _raise_unless_retry(exc, attempt)
         raise AssertionError("unreachable")
 
     # -- the hot path: one call of a server-side function each ------------------------------
@@ -252,19 +242,32 @@ class PostgresStore(SqlStore):
                     row = await cur.fetchone()
                 assert row is not None
                 return row  # type: ignore[return-value]
-            except pgerrors.RaiseException as exc:
-                raise _refusal(exc.diag.message_primary or "") from None
-            except pgerrors.UniqueViolation as exc:
-                if (exc.diag.constraint_name or "").endswith("_user_id_idempotency_key_key"):
-                    raise ApiError("in_flight", "a request with this Idempotency-Key is in "
-                                   "progress") from None
-                raise
-            except (pgerrors.DeadlockDetected, pgerrors.SerializationFailure):
-                if attempt == RETRIES - 1:
-                    raise StoreUnavailable("PostgreSQL: repeated deadlocks") from None
-            except (psycopg.OperationalError, PoolTimeout) as exc:
-                raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
+            except HANDLED as exc:
+                _raise_unless_retry(exc, attempt)
         raise AssertionError("unreachable")
+
+
+HANDLED = (pgerrors.RaiseException, pgerrors.UniqueViolation, pgerrors.DeadlockDetected,
+           pgerrors.SerializationFailure, psycopg.OperationalError, PoolTimeout)
+
+
+def _raise_unless_retry(exc: Exception, attempt: int) -> None:
+    """Raise the store's error for a `HANDLED` psycopg error; return to retry a deadlock or a
+    serialisation failure (up to `RETRIES` attempts)."""
+    if isinstance(exc, pgerrors.RaiseException):  # a server-side function refused
+        raise _refusal(exc.diag.message_primary or "") from None
+    if isinstance(exc, pgerrors.UniqueViolation):
+        # A request taking over a stale in-flight key raced the still-running first one and
+        # lost on UNIQUE (user_id, idempotency_key): that request is in flight.
+        if (exc.diag.constraint_name or "").endswith("_user_id_idempotency_key_key"):
+            raise ApiError("in_flight", "a request with this Idempotency-Key is in "
+                           "progress") from None
+        raise exc
+    if isinstance(exc, pgerrors.DeadlockDetected | pgerrors.SerializationFailure):
+        if attempt == RETRIES - 1:
+            raise StoreUnavailable("PostgreSQL: repeated deadlocks") from None
+        return
+    raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
 
 
 def _plain(p: PricedReserve) -> bool:
