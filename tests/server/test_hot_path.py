@@ -74,24 +74,37 @@ def _count(obj: Any, name: str, calls: list[str]) -> None:
     setattr(obj, name, counted)
 
 
+async def _store_calls(lab: Lab, obj: Any, *names: str) -> tuple[list[str], list[str]]:
+    """The counted methods of `obj` a reserve, then its payment, called."""
+    await lab.reserve("warm")  # the sale copy for pricing is read once a second
+    reserve: list[str] = []
+    pay: list[str] = []
+    calls = reserve
+    for name in names:
+        _count(obj, name, calls)
+    order = (await lab.reserve("u1")).json()
+    reserve_calls = list(calls)
+    calls.clear()
+    assert (await lab.pay("u1", order["order_id"])).status_code == 200
+    pay.extend(calls)
+    return reserve_calls, pay
+
+
 @pytest.mark.postgres
 async def test_postgres_reserve_and_pay_are_one_call_each() -> None:
     need_service("PostgreSQL", POSTGRES_URL)
     with postgres_schema(POSTGRES_URL) as url:
         async with running_lab(url) as lab:
-            await lab.reserve("warm")  # the sale copy for pricing is read once a second
-            calls: list[str] = []
-            _count(lab.store, "_call_function", calls)
-            _count(lab.store, "_run", calls)  # the threaded multi-statement path
-            order = (await lab.reserve("u1")).json()
-            assert calls == ["_call_function"]
-            assert (await lab.pay("u1", order["order_id"])).status_code == 200
-            assert calls == ["_call_function"] * 2
+            # `_run`: the threaded multi-statement path
+            calls = await _store_calls(lab, lab.store, "_call_function", "_run")
+            assert calls == (["_call_function"], ["_call_function"])
             # an order in a group takes the Python body (its group may complete on payment)
             group = (await lab.open_group("u2")).json()
-            calls.clear()
+            counted: list[str] = []
+            _count(lab.store, "_call_function", counted)
+            _count(lab.store, "_run", counted)
             assert (await lab.pay("u2", group["order"]["order_id"])).status_code == 200
-            assert calls == ["_call_function", "_run"]
+            assert counted == ["_call_function", "_run"]
 
 
 @pytest.mark.redis
@@ -99,10 +112,6 @@ async def test_redis_reserve_and_pay_are_one_command_each() -> None:
     need_service("Redis", REDIS_URL)
     with redis_prefix(REDIS_URL) as url:
         async with running_lab(url) as lab:
-            await lab.reserve("warm")  # the sale copy for pricing is read once a second
-            calls: list[str] = []
-            _count(lab.store.r, "execute_command", calls)
-            order = (await lab.reserve("u1")).json()
-            assert calls == ["execute_command"]  # EVALSHA: key, change and answer at once
-            assert (await lab.pay("u1", order["order_id"])).status_code == 200
-            assert calls == ["execute_command"] * 2
+            # EVALSHA each: the key, the change and the recorded answer at once
+            calls = await _store_calls(lab, lab.store.r, "execute_command")
+            assert calls == (["execute_command"], ["execute_command"])
