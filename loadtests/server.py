@@ -55,7 +55,7 @@ class ServerProcess:
     def _spawn(self) -> subprocess.Popen[bytes]:
         exe = Path(sys.executable).parent / "groupbuy"
         cmd = [str(exe), "serve", self.scenario, "--store", self.store, "--workers",
-               str(self.workers), "--host", "127.0.0.1", "--port", str(self.port),
+               str(self.workers), "--listen", "127.0.0.1", "--port", str(self.port),
                "--log-level", "warning", *self.extra_args]
         self._log.flush()
         # A session of its own, so stopping it also stops uvicorn's worker processes.
