@@ -15,11 +15,11 @@ DEFAULT_SCENARIO = REPO_ROOT / "scenarios" / "default.toml"
 
 class DefaultsFormatter(argparse.HelpFormatter):
     """Help that ends every option's line with its default, "(default: 8000)". Options whose
-    default is None or off say in their own words what happens without them."""
+    default is None, off or an empty list say in their own words what happens without them."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if (not action.option_strings or "%(default)" in text
+        if (not action.option_strings or "%(default)" in text or action.default == []
                 or action.default in (None, False, argparse.SUPPRESS)):
             return text
         return f"{text} (default: %(default)s)"
@@ -53,8 +53,10 @@ class Renamed(argparse.Action):
 
 
 def add_scenario_arg(parser: argparse.ArgumentParser, nargs: str | None = None) -> None:
+    """The SCENARIO argument; with nargs="?" it may be left out for scenarios/default.toml."""
+    default = f" (default: {DEFAULT_SCENARIO.relative_to(REPO_ROOT)})" if nargs == "?" else ""
     parser.add_argument("scenario", nargs=nargs, metavar="SCENARIO",
-                        help="scenario file (TOML), e.g. scenarios/flash_sale.toml")
+                        help=f"scenario file (TOML), e.g. scenarios/flash_sale.toml{default}")
 
 
 def run_dir(scenario: str | Path, out: str | Path | None, kind: str = "") -> Path:

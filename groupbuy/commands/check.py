@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "server (default: the run folder's state.json)")
     p.add_argument("--scenario", metavar="FILE", default=None, help="scenario whose sale the "
                    "server runs (default: the one named in the run folder's plan.json)")
-    p.add_argument("--admin-token", default=None, help="admin token for --host (default: "
+    p.add_argument("--admin-token", default=None, metavar="TOKEN",
+                   help="admin token for --host (default: "
                    "$GROUPBUY_ADMIN_TOKEN)")
     p.add_argument("--expire", action="store_true", help="with --host: run expiry first (POST "
                    "/v1/admin/expire) and flag reservations and groups left past their deadline")
