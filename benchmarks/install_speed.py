@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _results import write_results
+from _results import BENCH_RESULTS, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALLED = "1/2 simulating"
@@ -73,6 +73,7 @@ def main() -> int:
     p.add_argument("after", help="revision after the change")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     p.add_argument("--repo", type=Path, default=ROOT, help="repository to clone (default: this)")
+    p.add_argument("--out", type=Path, default=BENCH_RESULTS, help="where the table goes")
     args = p.parse_args()
     runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
     with tempfile.TemporaryDirectory(prefix="groupbuy-install-") as tmp:
@@ -88,7 +89,7 @@ def main() -> int:
                       flush=True)
     text = table(runs["before"], runs["after"])
     print("\n" + text)
-    write_results("install_speed", text, runs)
+    write_results("install_speed", text, runs, args.out)
     return 0
 
 
