@@ -63,8 +63,6 @@ def _installed() -> tuple[str, frozenset[str]]:
 
 
 def _ensure_venv(extras: Sequence[str]) -> None:
-    if sys.version_info < (3, 11):  # noqa: UP036 - lab.py may be started by an older python3
-        sys.exit(f"lab.py needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     digest, have = _installed()
     if digest == wanted and ex.closure(extras) <= ex.closure(have):
@@ -89,6 +87,8 @@ def _run(args: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
+    if sys.version_info < (3, 11):  # noqa: UP036 - lab.py may be started by an older python3
+        sys.exit(f"lab.py needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     if not argv or argv[0] in {"-h", "--help", "help"}:
         print(USAGE)
         return 0 if argv else 2
