@@ -17,17 +17,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_scenario_arg(p)
     p.add_argument("--param", action="append", default=[], metavar="KEY=lo:hi",
                    help="a dotted scenario key and its range; repeatable")
-    p.add_argument("--method", choices=("sobol", "morris"), default="sobol")
+    p.add_argument("--method", choices=("sobol", "morris"), default="sobol",
+                   help="Sobol indices (variance shares) or Morris elementary effects (a "
+                   "cheaper screening)")
     p.add_argument("--samples", type=number(int, 1), default=64, metavar="N",
                    help="Sobol: base samples, a power of two (runs N x (params + 2)); "
                         "Morris: trajectories (runs N x (params + 1))")
     p.add_argument("--replications", type=number(int, 1), default=1, metavar="R",
                    help="runs averaged per sample point (common random numbers)")
-    p.add_argument("--seed", type=number(int, 0), default=1, metavar="S")
+    p.add_argument("--seed", type=number(int, 0), default=1, metavar="S",
+                   help="random seed of the samples and the simulations")
     p.add_argument("--kpi", action="append", default=[], metavar="KPI",
                    help="KPI to plot (repeatable; every KPI is in indices.csv)")
     add_executor_args(p)
-    p.add_argument("--out", default=None, metavar="DIR", help="output folder")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default: results/<scenario>-sensitivity-<timestamp>)")
     p.set_defaults(func=run)
 
 

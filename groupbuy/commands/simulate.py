@@ -10,11 +10,11 @@ from groupbuy.commands._common import add_scenario_arg, number, run_dir
 def add_run_options(p: argparse.ArgumentParser, default_out: str) -> None:
     """--replications, --seed and --out, shared with `groupbuy compare`."""
     p.add_argument("--replications", "-n", metavar="N", type=number(int, 1), default=20,
-                   help="independent replications (default 20)")
+                   help="independent replications")
     p.add_argument("--seed", type=number(int, 0), default=1,
-                   help="random seed; the same seed gives the same numbers (default 1)")
+                   help="random seed; the same seed gives the same numbers")
     p.add_argument("--out", metavar="DIR", default=None,
-                   help=f"output folder (default {default_out})")
+                   help=f"output folder (default: {default_out})")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

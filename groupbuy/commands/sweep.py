@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 def add_executor_args(p: argparse.ArgumentParser) -> None:
     """`--executor local|dask://HOST:PORT` and `--jobs J` (shared by sweep, tune, sensitivity)."""
     p.add_argument("--executor", default="local", metavar="local|dask://HOST:PORT",
-                   help="where runs execute: local processes (default) or a Dask scheduler")
+                   help="where runs execute: local processes or a Dask scheduler")
     p.add_argument("--jobs", type=number(int, 1), default=None, metavar="J",
                    help="local processes (default: all cores; 1 runs in this process)")
 
@@ -39,16 +39,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_scenario_arg(p)
     p.add_argument("--vary", action="append", default=[], metavar="KEY=V1,V2,…|KEY=lo:hi",
                    help="a dotted scenario key and its values (grid) or range (lhs); repeatable")
-    p.add_argument("--design", choices=("grid", "lhs"), default="grid")
+    p.add_argument("--design", choices=("grid", "lhs"), default="grid",
+                   help="grid: every combination of the --vary values; lhs: --samples points "
+                   "of a Latin hypercube over the --vary ranges")
     p.add_argument("--samples", type=number(int, 1), default=20, metavar="N", help="points for lhs")
-    p.add_argument("--replications", type=number(int, 1), default=5, metavar="R")
-    p.add_argument("--seed", type=number(int, 0), default=1, metavar="S")
+    p.add_argument("--replications", type=number(int, 1), default=5, metavar="R",
+                   help="replications per point (common random numbers)")
+    p.add_argument("--seed", type=number(int, 0), default=1, metavar="S",
+                   help="random seed; the same seed gives the same numbers")
     p.add_argument("--constraint", action="append", default=[], metavar="KPI>=X",
                    help="feasibility rule on KPI means, e.g. group_completion_rate>=0.6")
     p.add_argument("--kpi", action="append", default=[], metavar="KPI",
                    help="KPI to plot (repeatable; default: profit, completion, subsidy …)")
     add_executor_args(p)
-    p.add_argument("--out", default=None, metavar="DIR", help="output folder")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default: results/<scenario>-sweep-<timestamp>)")
     p.set_defaults(func=run)
 
 

@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=lo:hi",
                    help="a dotted scenario key and its range (or V1,V2,… choices); repeatable")
     p.add_argument("--objective", action="append", default=[], metavar="KPI[:max|min]",
-                   help="KPI to maximise (default) or minimise; give two for a Pareto front")
+                   help="KPI to maximise (:max, the default) or minimise (:min); one gives "
+                   "the best point, two a Pareto front")
     p.add_argument("--constraint", action="append", default=[], metavar="KPI>=X",
                    help="a trial is feasible only if its KPI means meet every constraint")
     p.add_argument("--trials", type=number(int, 1), default=40, metavar="N",
@@ -33,12 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="replications per trial (common random numbers)")
     p.add_argument("--fresh-replications", type=number(int, 1), default=10, metavar="F",
                    help="fresh replications to re-estimate the best point")
-    p.add_argument("--seed", type=number(int, 0), default=1, metavar="S")
+    p.add_argument("--seed", type=number(int, 0), default=1, metavar="S",
+                   help="random seed of the sampler and the simulations")
     p.add_argument("--study", default=None, metavar="NAME",
                    help="study name (default: scenario-objectives); stored in "
                         "results/tuning/NAME.db")
     add_executor_args(p)
-    p.add_argument("--out", default=None, metavar="DIR", help="output folder")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default: results/<scenario>-tune-<timestamp>)")
     p.set_defaults(func=run)
 
 
