@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sim import KPI_NAMES
+    from sim.page import answer_text
     from sim.studies.params import check_kpi, parse_param
     from sim.studies.sensitivity import DEFAULT_PLOT_KPIS, plan_sensitivity, run_sensitivity
 
@@ -68,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
                   f"{second:>18}")
     if result.constant:
         print(f"constant over the design (no index): {', '.join(result.constant)}")
-    print(f"wrote {', '.join(f.name for f in result.files)} to {out}")
+    if result.page is not None:
+        print(answer_text(result.page.answer))
+    print(f"wrote {', '.join(f.name for f in result.files)} to {out}  (open report.html)")
     return 0
 
