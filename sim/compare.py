@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from campaign.scenario import Scenario
-from sim.labels import fmt_ci, fmt_kpi, kpi_axis, kpi_label
+from sim.labels import fmt_change, fmt_ci, fmt_kpi, kpi_axis, kpi_label, kpi_name, kpi_unit
 from sim.model import KPI_NAMES, RunResult
-from sim.page import Answer, Page, with_ci
+from sim.page import Answer, Page
 from sim.replicate import replicate
 from sim.stats import CONFIDENCE, KpiSummary, paired_differences, summarize
 
@@ -81,14 +81,14 @@ def compare_page(cmp: Comparison, path_a: str, path_b: str, out_dir: Path) -> Pa
     name_a, name_b = cmp.a.campaign.name, cmp.b.campaign.name
     headline = (f"B earns {fmt_kpi('profit', abs(d.mean))} {verdict} profit than A"
                 if verdict else
-                f"No clear difference in profit: B − A = {_signed('profit', d.mean)}, and the "
+                f"No clear difference in profit: B − A = {fmt_change('profit', d.mean)}, and the "
                 "95% CI includes 0")
     rows = [("profit after fixed cost, B − A", _diff_text("profit", d))]
     for kpi in ("revenue", "subsidy_spent", "goods_cost", "gross_profit", "orders_paid",
                 "group_completion_rate"):
-        rows.append((f"{kpi_label(kpi)}: A → B",
-                     f"{with_ci(kpi, cmp.a_summary[kpi])} → {with_ci(kpi, cmp.b_summary[kpi])}"
-                     f"; B − A {_diff_text(kpi, cmp.diff[kpi])}"))
+        a_text = fmt_kpi(kpi, cmp.a_summary[kpi].mean)
+        b_text = fmt_kpi(kpi, cmp.b_summary[kpi].mean)
+        rows.append((kpi_name(kpi), f"A {a_text} → B {b_text}: {_diff_text(kpi, cmp.diff[kpi])}"))
     for label, scenario in (("A", cmp.a), ("B", cmp.b)):
         budget = scenario.campaign.subsidy_budget
         if budget:
@@ -101,8 +101,8 @@ def compare_page(cmp: Comparison, path_a: str, path_b: str, out_dir: Path) -> Pa
                               [kpi_label(k) for k in kpis])
     table_rows = [(kpi_axis(k), fmt_kpi(k, cmp.a_summary[k].mean, short=False),
                    fmt_kpi(k, cmp.b_summary[k].mean, short=False),
-                   _signed(k, cmp.diff[k].mean),
-                   fmt_ci(k, cmp.diff[k].ci_low, cmp.diff[k].ci_high),
+                   fmt_change(k, cmp.diff[k].mean),
+                   _diff_text(k, cmp.diff[k]).partition("(95% CI ")[2].rstrip(")"),
                    "yes" if cmp.significant(k) else "")
                   for k in KPI_NAMES]
     return Page(
@@ -118,10 +118,9 @@ def compare_page(cmp: Comparison, path_a: str, path_b: str, out_dir: Path) -> Pa
         [(figure, "What B changes in money against A (bars: 95% CI)")])
 
 
-def _signed(kpi: str, v: float) -> str:
-    text = fmt_kpi(kpi, v)
-    return text if v < 0 else "+" + text
-
-
 def _diff_text(kpi: str, d: KpiSummary) -> str:
-    return f"{_signed(kpi, d.mean)} (95% CI {fmt_ci(kpi, d.ci_low, d.ci_high)})"
+    if kpi_unit(kpi) == "%":
+        ci = f"{100 * d.ci_low:+.1f} – {100 * d.ci_high:+.1f} pp"
+    else:
+        ci = fmt_ci(kpi, d.ci_low, d.ci_high)
+    return f"{fmt_change(kpi, d.mean)} (95% CI {ci})"

@@ -84,10 +84,15 @@ def kpi_label(kpi: str) -> str:
     return KPI_LABELS.get(kpi, kpi.replace("_", " "))
 
 
+def kpi_name(kpi: str) -> str:
+    """The KPI's name in a sentence, where the value beside it carries the unit."""
+    return kpi_label(kpi).replace("(yuan, list value)", "(list value)").replace(" (yuan)", "")
+
+
 def kpi_axis(kpi: str) -> str:
     """The KPI's name with its unit, for an axis or a column: `gross profit (yuan)`."""
     label, unit = kpi_label(kpi), kpi_unit(kpi)
-    if not unit or f"({unit}" in label or unit in ("buyers", "groups", "visitors", "SKUs"):
+    if not unit or f"({unit}" in label or unit.split("/")[0] in label:
         return label
     return f"{label} ({unit})"
 
@@ -95,6 +100,8 @@ def kpi_axis(kpi: str) -> str:
 def compact(v: float) -> str:
     """A number in few characters: 28.8k, 1.2M, 640, 4.36."""
     a = abs(v)
+    if a < 0.0005:
+        return "0"
     if a >= 1e6:
         return f"{v / 1e6:.3g}M"
     if a >= 1e3:
@@ -108,20 +115,28 @@ def fmt_kpi(kpi: str, v: float, *, short: bool = True) -> str:
     """A KPI value with its unit: `28.8k yuan` (short) or `28,812 yuan`, `56%`, `0.45×`."""
     unit = kpi_unit(kpi)
     if unit == "%":
-        return f"{v:.0%}" if short else f"{v:.1%}"
+        return f"{v:.0%}" if short else f"{100 * v:.3g}%"
     if unit == "×":
         return f"{v:.2f}×"
     number = compact(v) if short else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}")
     return f"{number} {unit}".rstrip()
 
 
-def fmt_ci(kpi: str, low: float, high: float) -> str:
-    """`35.6k–37.7k yuan`: a CI with its unit once."""
+def fmt_ci(kpi: str, low: float, high: float, *, short: bool = True) -> str:
+    """`35.6k – 37.7k yuan`: a CI with its unit once."""
     unit = kpi_unit(kpi)
-    a, b = fmt_kpi(kpi, low), fmt_kpi(kpi, high)
+    a, b = fmt_kpi(kpi, low, short=short), fmt_kpi(kpi, high, short=short)
     if unit in ("%", "×") or not unit:
         return f"{a} – {b}"
     return f"{a.removesuffix(' ' + unit)} – {b}"
+
+
+def fmt_change(kpi: str, v: float) -> str:
+    """A difference with its sign and unit: `+4.76k yuan`, `-2.2 pp` for shares."""
+    if kpi_unit(kpi) == "%":
+        return f"{100 * v:+.1f} pp"
+    text = fmt_kpi(kpi, v)
+    return text if text.startswith("-") else "+" + text
 
 
 def tier_name(size: int) -> str:
@@ -197,6 +212,11 @@ class Names:
                 return p.get("label") or phase_id
         return phase_id
 
+    def name(self, key: str) -> str:
+        """The parameter's name without its unit: `5-person tier discount`."""
+        full = self.param(key)
+        return full.rpartition(" (")[0] if full.endswith(")") and " (" in full else full
+
     def value(self, key: str, v: Any) -> str:
         """A parameter value with its unit: `35.1% off`, `4.36 h`, `5 yuan`."""
         if not isinstance(v, int | float) or isinstance(v, bool):
@@ -210,8 +230,7 @@ class Names:
 
     def point(self, params: Mapping[str, Any]) -> str:
         """`group window 4.36 h, 5-person tier discount 35.1% off`."""
-        return ", ".join(f"{self.param(k).rpartition(' (')[0] or self.param(k)} "
-                         f"{self.value(k, v)}" for k, v in params.items())
+        return ", ".join(f"{self.name(k)} {self.value(k, v)}" for k, v in params.items())
 
 
 def outcome_name(outcome: str, percent_off: Mapping[int, float]) -> str:

@@ -11,9 +11,18 @@ from pathlib import Path
 from sim.labels import fmt_ci, fmt_kpi
 from sim.stats import KpiSummary
 
-Cell = str | KpiSummary
+
+@dataclass(frozen=True)
+class Measured:
+    """A table cell holding a KPI's summary: shown with the KPI's unit, `56.3%`, `28,812 yuan`."""
+
+    kpi: str
+    summary: KpiSummary
+
+
+Cell = str | KpiSummary | Measured
 Table = tuple[str, tuple[str, ...], list[tuple[Cell, ...]], str]
-"""(title, header, rows, note) of a report table; a KpiSummary cell is shown as its mean and
+"""(title, header, rows, note) of a report table; a summary cell is shown as its mean and
 95% CI (in the terminal as mean ± half-width, to stay narrow)."""
 
 
@@ -47,12 +56,23 @@ def cell_html(cell: Cell) -> str:
     """A table cell for HTML: a summary shows its interval small, below its mean."""
     if isinstance(cell, str):
         return html.escape(cell)
+    if isinstance(cell, Measured):
+        s = cell.summary
+        mean = html.escape(fmt_kpi(cell.kpi, s.mean, short=False))
+        if s.n < 2:
+            return mean
+        ci = fmt_ci(cell.kpi, s.ci_low, s.ci_high, short=False)
+        return f"{mean}<br><small>[{html.escape(ci)}]</small>"
     return f"{fmt(cell.mean)}<br><small>[{fmt(cell.ci_low)}, {fmt(cell.ci_high)}]</small>"
 
 
 def cell_text(cell: Cell) -> str:
     if isinstance(cell, str):
         return cell
+    if isinstance(cell, Measured):
+        s = cell.summary
+        half = (s.ci_high - s.ci_low) / 2
+        return f"{fmt_kpi(cell.kpi, s.mean, short=False)} ± {fmt_kpi(cell.kpi, half)}"
     return f"{fmt(cell.mean)} ± {fmt((cell.ci_high - cell.ci_low) / 2)}"
 
 
@@ -82,7 +102,7 @@ body { font-family: system-ui, "Noto Sans CJK SC", "Noto Sans", sans-serif; marg
        max-width: 1000px; color: #222; padding: 0 1em; }
 table { border-collapse: collapse; margin: 1em 0; }
 td, th { border-bottom: 1px solid #ddd; padding: 3px 10px; text-align: left; vertical-align: top; }
-td.n { text-align: right; font-variant-numeric: tabular-nums; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 section.answer { background: #eef6ee; border-left: 6px solid #2ca02c; padding: 0.6em 1.2em;
                  margin: 1em 0 2em; }
 section.answer h2 { margin: 0.3em 0; font-size: 130%; }

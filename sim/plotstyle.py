@@ -43,11 +43,9 @@ def cjk_font() -> str | None:
             continue
         font_manager.fontManager.addfont(str(path))
         family = font_manager.FontProperties(fname=str(path)).get_name()
-        matplotlib.rcParams["font.family"] = ["sans-serif"]
-        matplotlib.rcParams["font.sans-serif"] = [
-            "DejaVu Sans", family,
-            *(f for f in matplotlib.rcParams["font.sans-serif"] if f not in ("DejaVu Sans",
-                                                                             family))]
+        # Named families, not the generic "sans-serif": matplotlib falls back glyph by glyph
+        # only along an explicit list.
+        matplotlib.rcParams["font.family"] = ["DejaVu Sans", family]
         return family
     logging.getLogger(__name__).warning(
         "no CJK font found: Chinese labels in plots will show as boxes; install the "

@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 from campaign.scenario import Scenario
-from sim.labels import KPI_LABELS, fmt_kpi
+from sim.labels import KPI_LABELS, fmt_ci, fmt_kpi, kpi_label, kpi_name
 from sim.model import RunResult
 from sim.outputs import outcome_label, sell_out_by_sku, sku_label, value_by_channel
-from sim.page import Answer, Table, fmt, text_table, with_ci
+from sim.page import Answer, Measured, Table, fmt, text_table, with_ci
 from sim.stats import KpiSummary, summarize_values
 
 __all__ = ["KPI_LABELS", "fmt", "text_table"]  # re-exported: the docs scripts use them here
@@ -21,12 +21,10 @@ Row = tuple[str, str, str]
 
 
 def kpi_rows(summary: dict[str, KpiSummary]) -> list[Row]:
-    """(label, mean, 95% CI) per KPI."""
-    return [(KPI_LABELS.get(k, k), fmt(s.mean), _ci(s)) for k, s in summary.items()]
-
-
-def _ci(s: KpiSummary) -> str:
-    return f"[{fmt(s.ci_low)}, {fmt(s.ci_high)}]"
+    """(label, mean with its unit, 95% CI) per KPI."""
+    return [(kpi_label(k), fmt_kpi(k, s.mean, short=False),
+             f"[{fmt_ci(k, s.ci_low, s.ci_high, short=False).replace(' – ', ', ')}]")
+            for k, s in summary.items()]
 
 
 def detail_rows(scenario: Scenario, results: list[RunResult]) -> list[Row]:
@@ -176,13 +174,13 @@ def _yuan(v: float) -> str:
 def budget_table(scenario: Scenario, summary: dict[str, KpiSummary]) -> Table:
     """The subsidy budget against what was spent, item by item (mean [95% CI])."""
     budget = scenario.campaign.subsidy_budget
-    rows: list[tuple[str | KpiSummary, ...]] = [
+    rows: list[tuple[str | Measured, ...]] = [
         ("subsidy budget", f"{budget:,.0f} yuan" if budget else "no budget set", "")]
     for kpi in ("discount_cost", "coupon_cost", "reward_cost", "gift_cost", "subsidy_spent",
                 "subsidy_budget_left"):
         s = summary[kpi]
         share = f"{s.mean / budget:.0%}" if budget else ""
-        rows.append((KPI_LABELS[kpi], s, share))
+        rows.append((kpi_name(kpi), Measured(kpi, s), share))
     rows.append(("fixed cost (not from the budget)", f"{scenario.campaign.fixed_cost:,.0f} yuan",
                  ""))
     note = ("Subsidy = everything off the list price (discounts incl. spend thresholds, coupons) "
@@ -195,7 +193,7 @@ def sku_table(scenario: Scenario, results: list[RunResult]) -> Table:
     """Per SKU: stock, units left at the end (mean [95% CI]) and when it sold out."""
     n = len(results)
     sell = sell_out_by_sku(scenario, results)
-    rows: list[tuple[str | KpiSummary, ...]] = []
+    rows: list[tuple[str | Measured, ...]] = []
     for k, sku in enumerate(scenario.campaign.skus):
         left = [float(r.recording.stock_by_sku[-1, k]) for r in results
                 if r.recording is not None]
@@ -204,7 +202,8 @@ def sku_table(scenario: Scenario, results: list[RunResult]) -> Table:
         when = ("never" if not sold_out else
                 f"hour {s['mean_sell_out_hour']:.1f} [{s['ci_low']:.1f}, {s['ci_high']:.1f}]")
         rows.append((f"{sku_label(sku)} ({sku.id})" if sku.name else sku.id,
-                     f"{sku.stock:,} units", summarize_values(left) if left else "–",
+                     f"{sku.stock:,} units",
+                     Measured("stock_left", summarize_values(left)) if left else "–",
                      f"{sold_out} of {n}", when))
     note = "Units left = available at the end of the sale (not reserved or sold)."
     return ("Stock and sell-out per SKU", ("SKU", "stock", "units left at the end",

@@ -109,12 +109,15 @@ def run_simulation(scenario_path: str | Path, *, replications: int, seed: int, o
                                                "files": sorted(files)})
     c = scenario.campaign
     phases = ", ".join(f"{p.label or p.name} {p.hours:g} h" for p in c.phases)
+    segments = ", ".join(f"{s.label or s.name} {s.share:.0%}"
+                         for s in scenario.audience.segments) if scenario.audience else "none"
     Page(
         title=f"Simulation: {c.name}",
         answer=simulation_answer(scenario, summary, results),
         facts=[("scenario file", str(scenario_path)), ("replications", str(replications)),
                ("seed", str(seed)), ("sale window", f"{c.duration_hours:g} h ({phases})"),
-               ("expected first-time arrivals ∫λ(t)dt", f"{scenario.expected_arrivals():,.0f}")],
+               ("expected first-time arrivals ∫λ(t)dt", f"{scenario.expected_arrivals():,.0f}"),
+               ("segments", segments)],
         tables=[price_table(scenario), budget_table(scenario, summary),
                 sku_table(scenario, results),
                 ("KPIs (mean over replications, 95% confidence interval)",

@@ -266,7 +266,7 @@ def indices_plot(rows: Sequence[dict[str, Any]], kpi: str, method: str, path: Pa
     labels = [names.param(r["param"]) for r in rows]
     first, total = (("S1", "ST") if method == "sobol" else ("mu_star", "sigma"))
     x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(max(4.8, 1.3 * len(rows) + 2), 3.8))
+    fig, ax = plt.subplots(figsize=(max(6.4, 1.6 * len(rows) + 2), 4.2))
     ax.bar(x - 0.2, [r[first] for r in rows], 0.4, label=first,
            yerr=[r[f"{first}_conf"] for r in rows], capsize=3)
     second_err = [r.get(f"{total}_conf", 0.0) for r in rows]

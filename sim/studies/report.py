@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sim.labels import Names, fmt_kpi, kpi_axis, kpi_label
-from sim.page import Answer, Page, Table, with_ci
+from sim.labels import Names, fmt_kpi, kpi_axis, kpi_name
+from sim.page import Answer, Measured, Page, Table, with_ci
 from sim.report import money_rows
 from sim.stats import KpiSummary
 from sim.studies.params import Constraint, Param
@@ -36,26 +36,27 @@ def _rule(constraints: Sequence[Constraint]) -> str:
 
 def region(names: Names, params: Sequence[Param], ok: Sequence[Mapping[str, Any]],
            bad: Sequence[Mapping[str, Any]]) -> str:
-    """Where the feasible points lie, parameter by parameter: `group window 2 h – 12 h`, and
-    the infeasible ones next to it."""
+    """Where the feasible points lie, parameter by parameter (`group window 2 h – 12 h`), and
+    on which side of that range the infeasible ones are when one parameter separates them."""
     parts = []
     for p in params:
         values = [r[p.key] for r in ok if isinstance(r.get(p.key), int | float)]
         other = [r[p.key] for r in bad if isinstance(r.get(p.key), int | float)]
         if not values:
             continue
-        name = names.param(p.key).rpartition(" (")[0] or names.param(p.key)
-        text = (f"{name} {names.value(p.key, min(values))} – {names.value(p.key, max(values))}")
-        if other:
-            text += (f" (infeasible points: {names.value(p.key, min(other))} – "
-                     f"{names.value(p.key, max(other))})")
+        lo, hi = min(values), max(values)
+        text = f"{names.name(p.key)} {names.value(p.key, lo)} – {names.value(p.key, hi)}"
+        if other and max(other) < lo:
+            text += f" (every point at {names.value(p.key, max(other))} or less fails)"
+        elif other and min(other) > hi:
+            text += f" (every point at {names.value(p.key, min(other))} or more fails)"
         parts.append(text)
     return "; ".join(parts)
 
 
 def _constraint_rows(summary: Mapping[str, KpiSummary],
                      constraints: Sequence[Constraint]) -> list[tuple[str, str]]:
-    return [(f"{kpi_label(c.kpi)} (needs {c.text().removeprefix(kpi_label(c.kpi)).strip()})",
+    return [(f"{kpi_name(c.kpi)} (needs {c.text().removeprefix(kpi_name(c.kpi)).strip()})",
              with_ci(c.kpi, summary[c.kpi])) for c in constraints if c.kpi in summary]
 
 
@@ -76,7 +77,7 @@ def sweep_page(sweep: SweepResult, plan: SweepPlan, figures: Sequence[Path]) -> 
     else:
         way = "highest" if obj.direction == "maximize" else "lowest"
         answer = Answer(f"Best point: {names.point(best.params)}",
-                        [(f"{kpi_label(obj.kpi)} ({way} of the feasible points)",
+                        [(f"{kpi_name(obj.kpi)} ({way} of the feasible points)",
                           with_ci(obj.kpi, best.summary[obj.kpi]))])
         answer.rows += money_rows(best.summary, _budget(plan.base, best.params))
         answer.rows += _constraint_rows(best.summary, plan.constraints)
@@ -124,7 +125,7 @@ def _points_table(sweep: SweepResult, plan: SweepPlan) -> Table:
     head = ("point", *(sweep.names.param(p.key) for p in plan.params),
             *(kpi_axis(k) for k in kpis), *(("meets constraints",) if plan.constraints else ()))
     rows = [(str(p.index), *(sweep.names.value(k.key, p.params[k.key]) for k in plan.params),
-             *(p.summary[k] for k in kpis),
+             *(Measured(k, p.summary[k]) for k in kpis),
              *((("yes" if p.feasible else "no"),) if plan.constraints else ()))
             for p in points[:MAX_ROWS]]
     more = f" The first {MAX_ROWS} of {len(points)} are shown." if len(points) > MAX_ROWS else ""
@@ -175,7 +176,7 @@ def _best_answer(best: dict[str, Any] | None, settings: TuneSettings, names: Nam
     fresh = {k: KpiSummary(**v) for k, v in best["kpis"].items()}
     answer = Answer(f"Best point (trial {best['trial']}): {names.point(best['params'])}")
     if obj.kpi in fresh:
-        answer.rows.append((f"{kpi_label(obj.kpi)} on {best['fresh_replications']} fresh "
+        answer.rows.append((f"{kpi_name(obj.kpi)} on {best['fresh_replications']} fresh "
                             "replications", with_ci(obj.kpi, fresh[obj.kpi])))
     answer.rows.append(("the same during the search (optimistic: it was picked as the best)",
                         fmt_kpi(obj.kpi, best["objective"]["tuning_mean"])))
@@ -194,8 +195,8 @@ def _front_answer(front: Sequence[dict[str, Any]], settings: TuneSettings,
         return Answer("No feasible trial: the Pareto front is empty",
                       warnings=["loosen the constraints or widen the ranges"])
     a, b = (o.kpi for o in settings.objectives)
-    answer = Answer(f"Pareto front: {len(front)} trials where neither {kpi_label(a)} nor "
-                    f"{kpi_label(b)} can improve without the other getting worse")
+    answer = Answer(f"Pareto front: {len(front)} trials where neither {kpi_name(a)} nor "
+                    f"{kpi_name(b)} can improve without the other getting worse")
     for r in front:
         point = names.point({p.key: r[p.key] for p in settings.params})
         answer.rows.append((f"trial {r['trial']}: {point}",
@@ -214,11 +215,17 @@ def _trials_table(result: TuneResult, settings: TuneSettings, names: Names) -> T
             *(kpi_axis(k) for k in kpis), "meets constraints")
     cells = [(str(r["trial"]), *(names.value(p.key, r[p.key]) for p in settings.params),
               *(fmt_kpi(k, r[f"mean_{k}"], short=False) for k in kpis),
-              "yes" if r["feasible"] else f"no: {r['violated']}") for r in rows[:MAX_ROWS]]
+              "yes" if r["feasible"] else "no: " + _broken(r, settings.constraints))
+             for r in rows[:MAX_ROWS]]
     more = f" The first {MAX_ROWS} of {len(rows)} are shown." if len(rows) > MAX_ROWS else ""
     return ("Trials, best first", head, cells,
             "KPI means over the trial's replications (common random numbers); trials.csv has "
             f"every KPI.{more}")
+
+
+def _broken(row: Mapping[str, Any], constraints: Sequence[Constraint]) -> str:
+    kpis = {c.kpi: row[f"mean_{c.kpi}"] for c in constraints}
+    return "; ".join(c.text() for c in constraints if not c.holds(kpis))
 
 
 def sensitivity_page(result: SensitivityResult, plan: SensitivityPlan,
@@ -231,19 +238,24 @@ def sensitivity_page(result: SensitivityResult, plan: SensitivityPlan,
     for kpi in kpis:
         rows = sorted((r for r in result.rows if r["kpi"] == kpi), key=lambda r: -r[total])
         if rows:
-            drivers.append((kpi_label(kpi), "; ".join(_index_text(r, total, plan.method, names)
+            drivers.append((kpi_name(kpi), "; ".join(_index_text(r, total, plan.method, names)
                                                       for r in rows[:2])))
     main = next((k for k in kpis if any(r["kpi"] == k for r in result.rows)), None)
     if main is None:
         answer = Answer("No KPI varied over the design: nothing to attribute")
     else:
         top = max((r for r in result.rows if r["kpi"] == main), key=lambda r: r[total])
-        answer = Answer(f"{kpi_label(main)} depends most on {names.param(top['param'])}")
+        answer = Answer(f"{kpi_name(main).capitalize()} depends most on "
+                        f"{names.name(top['param'])}")
+        if plan.method == "sobol" and top[f"{total}_conf"] > top[total]:
+            answer.warnings.append(f"the indices are uncertain (95% interval ± "
+                                   f"{_num(top[total + '_conf'])} around {_num(top[total])}): "
+                                   "run more --samples before trusting the ranking")
     answer.rows += [(f"drives {k}", v) for k, v in drivers]
     for kpi in ("revenue", "subsidy_spent", "gross_profit", "profit"):
         values = [m[kpi] for m in kpi_means if kpi in m]
         if values:
-            answer.rows.append((f"{kpi_label(kpi)} across the sampled settings",
+            answer.rows.append((f"{kpi_name(kpi)} across the sampled settings",
                                 f"{fmt_kpi(kpi, min(values))} to {fmt_kpi(kpi, max(values))}"))
     facts = [("scenario file", plan.source), ("method", plan.method),
              ("parameters", "; ".join(f"{names.param(p.key)} [{p.key}] "
@@ -253,7 +265,7 @@ def sensitivity_page(result: SensitivityResult, plan: SensitivityPlan,
              ("seed", str(plan.seed))]
     head = ("KPI", "parameter", f"{first} (± 95%)", f"{total}" + (" (± 95%)" if plan.method ==
                                                                    "sobol" else ""))
-    rows = [(kpi_label(r["kpi"]), names.param(r["param"]),
+    rows = [(kpi_name(r["kpi"]), names.param(r["param"]),
              f"{_num(r[first])} ± {_num(r[first + '_conf'])}",
              _num(r[total]) + (f" ± {_num(r[total + '_conf'])}" if f"{total}_conf" in r else ""))
             for r in result.rows if r["kpi"] in kpis]
@@ -268,7 +280,7 @@ def sensitivity_page(result: SensitivityResult, plan: SensitivityPlan,
 
 def _index_text(row: Mapping[str, Any], total: str, method: str, names: Names) -> str:
     value = _num(row[total]) + (f" ± {_num(row[total + '_conf'])}" if method == "sobol" else "")
-    return f"{names.param(row['param'])} ({total} {value})"
+    return f"{names.name(row['param'])} ({total} {value})"
 
 
 def _num(v: float) -> str:
