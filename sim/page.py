@@ -107,7 +107,7 @@ section.answer { background: #eef6ee; border-left: 6px solid #2ca02c; padding: 0
                  margin: 1em 0 2em; }
 section.answer h2 { margin: 0.3em 0; font-size: 130%; }
 section.answer table { font-size: 110%; }
-section.answer th { font-weight: normal; color: #444; }
+section.answer th { font-weight: normal; color: #444; width: 32%; }
 section.answer td { font-weight: 600; }
 p.warn { color: #a33; font-weight: 600; }
 figure { margin: 2em 0; } img { max-width: 100%; }

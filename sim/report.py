@@ -94,19 +94,25 @@ def kpi_table(summary: dict[str, KpiSummary], details: list[Row] = ()) -> str:
 
 
 
+MONEY_ROWS = (("revenue", "earns: revenue (what buyers pay)"),
+              ("subsidy_spent", "costs: subsidy (discounts, coupons, rewards, gifts)"),
+              ("goods_cost", "costs: goods"), ("gross_profit", "gross profit"),
+              ("profit", "profit after fixed cost"))
+
+
 def money_rows(summary: dict[str, KpiSummary],
                budget: float | None) -> list[tuple[str, str]]:
     """What a campaign earns and costs in yuan, each with its 95% CI: revenue, subsidy (against
-    the budget), goods cost, gross profit and profit after fixed cost."""
-    rows = [("earns: revenue (what buyers pay)", with_ci("revenue", summary["revenue"]))]
-    spent = summary["subsidy_spent"]
-    subsidy = with_ci("subsidy_spent", spent)
-    if budget:
-        subsidy += f" of a {fmt_kpi('subsidy_spent', budget)} budget ({spent.mean / budget:.0%})"
-    rows += [("costs: subsidy (discounts, coupons, rewards, gifts)", subsidy),
-             ("costs: goods", with_ci("goods_cost", summary["goods_cost"])),
-             ("gross profit", with_ci("gross_profit", summary["gross_profit"])),
-             ("profit after fixed cost", with_ci("profit", summary["profit"]))]
+    the budget), goods cost, gross profit and profit after fixed cost (those in `summary`)."""
+    rows = []
+    for kpi, label in MONEY_ROWS:
+        if kpi not in summary:
+            continue
+        text = with_ci(kpi, summary[kpi])
+        if kpi == "subsidy_spent" and budget:
+            share = summary[kpi].mean / budget
+            text += f" of a {fmt_kpi(kpi, budget)} budget ({share:.0%})"
+        rows.append((label, text))
     return rows
 
 
