@@ -117,7 +117,7 @@ def fmt_kpi(kpi: str, v: float, *, short: bool = True) -> str:
     if unit == "%":
         return f"{v:.0%}" if short else f"{100 * v:.3g}%"
     if unit == "×":
-        return f"{v:.2f}×"
+        return f"{v:.3g}×"
     number = compact(v) if short else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}")
     return f"{number} {unit}".rstrip()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,10 +152,16 @@ class Page:
         return path
 
 
+def _numeric(cell: Cell) -> bool:
+    """Numbers sit right-aligned; words stay on the left."""
+    return not isinstance(cell, str) or bool(re.match(r"[-+−]?[\d.,]", cell))
+
+
 def _table_html(table: Table) -> str:
     esc = html.escape
     title, head, rows, note = table
-    body = "".join("<tr>" + "".join(f"<td{'' if i == 0 else ' class=n'}>{cell_html(c)}</td>"
-                                    for i, c in enumerate(r)) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f"<td{' class=n' if i and _numeric(c) else ''}>"
+                                    f"{cell_html(c)}</td>" for i, c in enumerate(r)) + "</tr>"
+                   for r in rows)
     return (f"<h2>{esc(title)}</h2><table><tr>{''.join(f'<th>{esc(h)}</th>' for h in head)}"
             f"</tr>{body}</table>" + (f"<p class=note>{esc(note)}</p>" if note else ""))
