@@ -36,10 +36,10 @@ def _ticks(kpi: str) -> FuncFormatter:
     return FuncFormatter(lambda v, _: compact(v))
 
 
-def _grid(n: int) -> tuple[plt.Figure, list[plt.Axes]]:
+def _grid(n: int, width: float = 4.6, height: float = 3.4) -> tuple[plt.Figure, list[plt.Axes]]:
     cols = min(3, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
     flat = list(axes.flat)
     for ax in flat[n:]:
         ax.set_visible(False)
@@ -132,7 +132,9 @@ def _heatmaps(points: Sequence[PointResult], kx: str, ky: str, kpis: Sequence[st
     xs = sorted({p.params[kx] for p in points})
     ys = sorted({p.params[ky] for p in points})
     is_grid = len(xs) * len(ys) <= len(points) and len(xs) <= 30 and len(ys) <= 30
-    fig, axes = _grid(len(kpis))
+    wide = is_grid and len(xs) > 3  # the unit goes under the number, to fit the cell
+    fig, axes = _grid(len(kpis), max(4.6, 0.75 * len(xs) + 2.2) if is_grid else 4.6,
+                      max(3.4, 0.45 * len(ys) + 2.2) if is_grid else 3.4)
     for ax, kpi in zip(axes, kpis, strict=True):
         if is_grid:
             # Mean over any further parameters: a cell is one (x, y) setting.
@@ -149,7 +151,9 @@ def _heatmaps(points: Sequence[PointResult], kx: str, ky: str, kpis: Sequence[st
                 mid = np.nanmin(z) + 0.6 * (np.nanmax(z) - np.nanmin(z))
                 for (r, c), v in np.ndenumerate(z):
                     if not np.isnan(v):
-                        ax.text(c, r, fmt_kpi(kpi, v), ha="center", va="center", fontsize=7,
+                        text = fmt_kpi(kpi, v)
+                        ax.text(c, r, text.replace(" ", "\n", 1) if wide else text,
+                                ha="center", va="center", fontsize=7,
                                 color="black" if v > mid else "white")
             if best is not None:
                 bx, by = xs.index(best.params[kx]), ys.index(best.params[ky])
