@@ -290,7 +290,7 @@ def test_a_terminal_shows_the_bar_unless_tqdm_disable(groupbuy_exe: str, small: 
 def _screenshots_module():
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "docs" / "report_screenshots.py"
+    path = Path(__file__).resolve().parents[2] / "docs" / "report_screenshots.py"
     spec = importlib.util.spec_from_file_location("report_screenshots", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
