@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from campaign.scenario import Scenario
-from sim.labels import fmt_change, fmt_ci, fmt_kpi, kpi_axis, kpi_label, kpi_name, kpi_unit
+from sim.labels import fmt_change, fmt_ci, fmt_kpi, kpi_axis, kpi_name, kpi_unit
 from sim.model import KPI_NAMES, RunResult
 from sim.page import Answer, Page
 from sim.replicate import replicate
@@ -96,9 +96,10 @@ def compare_page(cmp: Comparison, path_a: str, path_b: str, out_dir: Path) -> Pa
             rows.append((f"{label}: subsidy spent vs budget",
                          f"{fmt_kpi('subsidy_spent', spent)} of "
                          f"{fmt_kpi('subsidy_spent', budget)} ({spent / budget:.0%})"))
-    kpis = [k for k in COMPARE_MONEY if k in cmp.diff]
+    kpis = [k for k in COMPARE_MONEY  # an item neither campaign spends on is left out
+            if k in cmp.diff and (cmp.a_summary[k].mean or cmp.b_summary[k].mean)]
     figure = plot_differences(out_dir / "money_diff.png", cmp.diff, kpis,
-                              [kpi_label(k) for k in kpis])
+                              [kpi_name(k) for k in kpis])
     table_rows = [(kpi_axis(k), fmt_kpi(k, cmp.a_summary[k].mean, short=False),
                    fmt_kpi(k, cmp.b_summary[k].mean, short=False),
                    fmt_change(k, cmp.diff[k].mean),

@@ -200,7 +200,7 @@ def _front_answer(front: Sequence[dict[str, Any]], settings: TuneSettings,
     for r in front:
         point = names.point({p.key: r[p.key] for p in settings.params})
         answer.rows.append((f"trial {r['trial']}: {point}",
-                            f"{fmt_kpi(a, r[a])}, {fmt_kpi(b, r[b])}"))
+                            f"{fmt_kpi(a, r[a], short=False)}, {fmt_kpi(b, r[b], short=False)}"))
     return answer
 
 
