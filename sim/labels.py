@@ -242,3 +242,16 @@ def outcome_name(outcome: str, percent_off: Mapping[int, float]) -> str:
     size = int(outcome.split()[1])
     off = percent_off.get(size)
     return tier_name(size) + (f" ({off:g}% off)" if off is not None else "")
+
+
+
+def columns(text: str) -> int:
+    """Terminal columns `text` takes: a Chinese character takes two."""
+    from unicodedata import east_asian_width
+
+    return sum(2 if east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def ljust(text: str, width: int) -> str:
+    """`text` padded with spaces to `width` terminal columns."""
+    return text + " " * max(0, width - columns(text))

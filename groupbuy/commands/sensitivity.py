@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sim import KPI_NAMES
-    from sim.labels import Names
+    from sim.labels import Names, columns, ljust
     from sim.page import answer_text
     from sim.studies.params import check_kpi, parse_param
     from sim.studies.sensitivity import DEFAULT_PLOT_KPIS, plan_sensitivity, run_sensitivity
@@ -60,14 +60,14 @@ def run(args: argparse.Namespace) -> int:
     fmt = "{:.3f}" if args.method == "sobol" else "{:.4g}"  # Sobol indices are shares, 0..1
     second_head = total + (" ± 95%" if args.method == "sobol" else "")
     names = Names(data)
-    width = max(len(names.param(p.key)) for p in params)
+    width = max(columns(names.param(p.key)) for p in params)
     print(f"{'KPI':<24} {'parameter':<{width}} {first + ' ± 95%':>18} {second_head:>18}")
     for r in result.rows:
         if r["kpi"] in shown:
             conf = r.get(f"{total}_conf")
             second = fmt.format(r[total]) + (f" ± {fmt.format(conf)}" if conf is not None
                                               else "")
-            print(f"{r['kpi']:<24} {names.param(r['param']):<{width}} "
+            print(f"{r['kpi']:<24} {ljust(names.param(r['param']), width)} "
                   f"{fmt.format(r[first]) + ' ± ' + fmt.format(r[first + '_conf']):>18} "
                   f"{second:>18}")
     if result.constant:
