@@ -87,7 +87,7 @@ def kpi_table(summary: dict[str, KpiSummary], details: list[Row] = ()) -> str:
     """The KPI table for the terminal, then the per-SKU and per-tier rows."""
     rows = [("KPI", "mean", "95% CI"), *kpi_rows(summary), *details]
     w = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = [f"{a:<{w[0]}}  {b:>{w[1]}}  {c:<{w[2]}}" for a, b, c in rows]
+    lines = [f"{a:<{w[0]}}  {b:>{w[1]}}  {c:<{w[2]}}".rstrip() for a, b, c in rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 
