@@ -166,6 +166,11 @@ def price_table(scenario: Scenario) -> Table:
              for t in c.spend_thresholds]
     rules += [f"{td.name or 'time discount'}: {td.percent_off:g}% off from hour "
               f"{td.start_hour:g} to {td.end_hour:g}" for td in c.time_discounts]
+    rules += [f"coupon {cp.id}: {cp.value:g} yuan off from {cp.min_spend:g} yuan, pool of "
+              f"{cp.pool:,}" for cp in c.coupons]
+    if c.first_orders_gift:
+        rules.append(f"the first {c.first_orders_gift.count:,} paid orders get a gift costing "
+                     f"{c.first_orders_gift.gift_cost:g} yuan")
     if c.groups and c.groups.leader_reward:
         rules.append(f"leader reward {c.groups.leader_reward:g} yuan per completed group")
     note = ("Unit prices in yuan before spend thresholds and coupons. "
