@@ -179,16 +179,14 @@ class Names:
         unit = _unit(last)
         what = _WORDS.get(last, last.replace("_", " "))
         owner = self._owner(parts)
-        if owner and what in ("length",):
-            name = f"{owner} {what}"
-        elif owner:
-            name = f"{owner} {what}" if last in ("percent_off", "size") else f"{owner}: {what}"
+        if owner and last == "size":
+            name, unit = f"size of the {owner}", "people"
+        elif owner:  # "5-person tier discount", "phase 预热期 length", "SKU 乌龙茶: stock"
+            name = f"{owner}{' ' if last in ('percent_off', 'hours') else ': '}{what}"
         elif parts[:2] == ["audience", "arrivals_per_hour"] and len(parts) == 3:
             name, unit = f"arrivals per hour in {self._phase(str(parts[2]))}", "visitors/h"
         else:
             name = what
-        if last == "size" and owner:
-            name, unit = f"size of the {owner}", "people"
         return f"{name} ({unit})" if unit else name
 
     def _owner(self, parts: list[str | int]) -> str:

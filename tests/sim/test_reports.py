@@ -191,6 +191,19 @@ def test_a_tier_has_one_name_in_reports_tables_and_plots(small: Path, tmp_path: 
     assert not re.search(r"tier \d|tiers\[\d\]|\d people \(", page)
 
 
+@pytest.mark.parametrize(("key", "name"), [
+    (WINDOW, "group window (h)"),
+    ("campaign.phases[0].hours", "phase 预热期 length (h)"),
+    ("audience.arrivals_per_hour.burst", "arrivals per hour in 爆发期 (visitors/h)"),
+    ("campaign.skus[0].list_price", "SKU 乌龙茶礼盒: list price (yuan)"),
+    ("audience.segments[0].share", "segment 价格敏感: share"),
+])
+def test_settings_are_shown_by_what_they_are(key: str, name: str) -> None:
+    import tomllib
+
+    assert Names(tomllib.loads(SMALL_CN)).param(key) == name
+
+
 # --- Chinese display names, ASCII ids ---------------------------------------------------------
 
 def test_chinese_display_names_are_accepted(small: Path) -> None:
