@@ -70,7 +70,10 @@ def sweep_page(sweep: SweepResult, plan: SweepPlan, figures: Sequence[Path]) -> 
     best = sweep.best
     done = [p for p in sweep.points if p.summary]
     ok = [p for p in done if p.feasible is not False]
-    if best is None:
+    if done and obj.kpi not in done[0].summary:
+        answer = Answer(f"The runs report no {kpi_name(obj.kpi)} to rank the points by",
+                        warnings=["choose a KPI the model reports with --objective"])
+    elif best is None:
         answer = Answer("No point meets the constraints" if done else "No point ran",
                         warnings=["loosen the constraints or sweep other values "
                                   "(points.csv, column 'feasible')"] if done else [])
@@ -117,11 +120,13 @@ def _caption(path: Path) -> str:
 
 def _points_table(sweep: SweepResult, plan: SweepPlan) -> Table:
     obj = plan.objective
-    kpis = list(dict.fromkeys([obj.kpi, *(c.kpi for c in plan.constraints), "subsidy_spent",
-                               "revenue"]))
+    have = next((p.summary for p in sweep.points if p.summary), {})
+    kpis = [k for k in dict.fromkeys([obj.kpi, *(c.kpi for c in plan.constraints),
+                                      "subsidy_spent", "revenue"]) if k in have]
     sign = -1 if obj.direction == "maximize" else 1
     points = sorted((p for p in sweep.points if p.summary),
-                    key=lambda p: (p.feasible is False, sign * p.mean(obj.kpi)))
+                    key=lambda p: (p.feasible is False,
+                                   sign * p.mean(obj.kpi) if obj.kpi in have else p.index))
     head = ("point", *(sweep.names.param(p.key) for p in plan.params),
             *(kpi_axis(k) for k in kpis), *(("meets constraints",) if plan.constraints else ()))
     rows = [(str(p.index), *(sweep.names.value(k.key, p.params[k.key]) for k in plan.params),

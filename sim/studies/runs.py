@@ -164,7 +164,7 @@ class SweepResult:
         if self.objective is None:
             return None
         kpi = self.objective.kpi
-        ok = [p for p in self.points if p.summary and p.feasible is not False]
+        ok = [p for p in self.points if kpi in p.summary and p.feasible is not False]
         if not ok:
             return None
         pick = max if self.objective.direction == "maximize" else min
