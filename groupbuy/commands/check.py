@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from loadtests.plan import Plan
     from loadtests.state import FinalState, StateError
 
+    token, _ = admin_token_from(args)  # a token on the command line is refused first
     if (args.run_dir is None) == (args.history is None):
         raise UsageError("give a run folder (RUN_DIR) or --history FILE, not both")
     folder = Path(args.run_dir) if args.run_dir else Path(args.history).parent
@@ -73,7 +74,6 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--expire runs expiry on a live server: it needs --host")
     try:
         if args.host:
-            token, _ = admin_token_from(args)
             if not token:
                 raise UsageError("--host needs the server's admin token (--admin-token-file "
                                  "FILE or GROUPBUY_ADMIN_TOKEN)")

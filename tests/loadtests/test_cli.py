@@ -187,11 +187,14 @@ def test_a_locustfile_without_admin_token_says_so(tmp_path: Path) -> None:
     (["loadtest", str(SCENARIOS / "flash_sale.toml"), "--proxy", "1:2:3:1.5"],
      "fault flags: proxy[0].drop: Input should be less than or equal to 1"),
     (["loadtest", str(SCENARIOS / "flash_sale.toml"), "--host", "http://127.0.0.1:9",
-      "--admin-token-file", "missing-token", "--kill-server", "3"],
+      "--admin-token-file", "TOKEN_FILE", "--kill-server", "3"],
      "kill_server: these faults need a server the run starts, not --host"),
 ])
 def test_mistakes_get_one_line_and_exit_code_2(args: list[str], message: str,
                                                 tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("t\n")
+    args = [str(token_file) if a == "TOKEN_FILE" else a for a in args]
     if args[0] == "loadtest":
         args = [*args, "--out", str(tmp_path / "o")]
     proc = run(*args)
