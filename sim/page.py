@@ -100,7 +100,7 @@ def answer_text(answer: Answer) -> str:
 
 _STYLE = """
 body { font-family: system-ui, "Noto Sans CJK SC", "Noto Sans", sans-serif; margin: 2em auto;
-       max-width: 1000px; color: #222; padding: 0 1em; }
+       max-width: 1120px; color: #222; padding: 0 1em; }
 table { border-collapse: collapse; margin: 1em 0; }
 td, th { border-bottom: 1px solid #ddd; padding: 3px 10px; text-align: left; vertical-align: top; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
