@@ -9,16 +9,15 @@ import os
 import sys
 from pathlib import Path
 
-EXIT_INCOMPLETE = 3
-"""Nothing broken, but not everything could be checked (a partial history, say)."""
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check", help="check the invariants from a load test's history and a "
                        "server's final state",
                        description="Exit 0: every invariant held; 1: one broke; 2: a mistake "
-                       "in the command or a history that cannot be read; 3: nothing broke, but "
-                       "the history is incomplete so some things were not checked.")
+                       "in the command, a history that cannot be read or a --host where nothing "
+                       "answers; 3: nothing broke, but not everything could be checked (an "
+                       "incomplete history, a server that answered an error). The same table "
+                       "as groupbuy loadtest (docs/loadtests.md, Exit codes).")
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="a load test's results folder "
                    "(history-*.jsonl, plan.json, state.json)")
     p.add_argument("--history", metavar="FILE", default=None, help="one history file instead "
@@ -48,8 +47,11 @@ def run(args: argparse.Namespace) -> int:
         to_text,
     )
     from loadtests.history import HistoryError, read_history_file, read_run
+    from loadtests.junit import write_junit
     from loadtests.plan import Plan
     from loadtests.state import FinalState, StateError
+    from loadtests.target import HostError, normalise_host
+    from loadtests.verdict import ExitCode, exit_code
 
     if (args.run_dir is None) == (args.history is None):
         raise UsageError("give a run folder (RUN_DIR) or --history FILE, not both")
@@ -69,6 +71,11 @@ def run(args: argparse.Namespace) -> int:
     scenario = args.scenario or (plan.scenario if plan else None)
     if scenario is None:
         raise UsageError(f"--scenario is needed (no plan.json in {folder})")
+    if args.host:
+        try:
+            args.host = normalise_host(args.host)
+        except HostError as exc:
+            raise UsageError(f"--host: {exc}") from None
     if args.expire and not args.host:
         raise UsageError("--expire runs expiry on a live server: it needs --host")
     try:
@@ -91,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
                              "final state")
     except ServerError as exc:
         print(f"groupbuy check: {exc}", file=sys.stderr)
-        return 2
+        # Nothing answering is a wrong address (2); an answer with an error, the server's (3).
+        return ExitCode.USAGE if exc.status is None else ExitCode.HARNESS_FAILURE
     except StateError as exc:
         print(f"groupbuy check: the final state breaks the contract: {exc}", file=sys.stderr)
         return 1
@@ -108,4 +116,6 @@ def run(args: argparse.Namespace) -> int:
     save_report(report, out / "invariants.json", out / "invariants.txt")
     print(to_text(report))
     print(f"report: {out / 'invariants.txt'} and invariants.json")
-    return {"held": 0, "broken": 1}.get(report.verdict, EXIT_INCOMPLETE)
+    write_junit(out / "junit.xml", f"check {folder.name}", report, [],
+                [f"not checked: {w}" for w in report.warnings])
+    return exit_code(report.verdict == "broken", report.verdict == "incomplete", False)
