@@ -40,7 +40,7 @@ from loadtests.history import History, merge_histories
 from loadtests.instances import free_port
 from loadtests.junit import write_junit
 from loadtests.metrics import arrival_figures, history_figures, plot_latency
-from loadtests.plan import Plan, clear_stale_run_files, prepare_plan
+from loadtests.plan import ABORT_FILE, Plan, clear_stale_run_files, prepare_plan
 from loadtests.schedule import build_schedule
 from loadtests.server import ServerProcess, ServerStartError
 from loadtests.state import FinalState, StateError
@@ -148,14 +148,16 @@ def run_locust(plan_path: Path, run_dir: Path, host: str, plan: Plan, *, process
                     time.sleep(0.5)
                     bar.n = min(bar.total, round(time.monotonic() - start))
                     bar.refresh()
-                    if judge_live is not None and time.monotonic() - last_judged >= 1:
+                    if (judge_live is not None and aborted is None
+                            and time.monotonic() - last_judged >= 1):
                         last_judged = time.monotonic()
                         missed = judge_live.missed()
                         if missed:
                             aborted = (f"load aborted after {time.monotonic() - start:.1f} s "
                                        f"(abort_on_fail): {missed[0].line}")
-                            _stop_group(proc)  # Locust stops its users: histories complete
-                            break
+                            # The load processes stop starting arrivals, let the journeys in
+                            # flight finish and write their files; Locust then ends as usual.
+                            (run_dir / ABORT_FILE).write_text(aborted + "\n")
                     if time.monotonic() - start > bound + 30:
                         break  # the run bounds itself; this is the last resort
             code = proc.wait(timeout=1) if proc.poll() is None else proc.returncode
@@ -298,7 +300,9 @@ def run_loadtest(scenario_path: str | Path, run_dir: Path, *, host: str | None =
     windows = [r.window for r in records]
     figures = history_figures(history.ops, windows)
     arrivals = arrival_figures(run_dir, plan.sched.expected_arrivals, plan.sched.seconds)
-    verdicts = judge(checks, figures, figures_by_name(history.ops, windows), arrivals)
+    # An aborted run did not deliver its schedule on purpose: that is not judged.
+    verdicts = judge(checks, figures, figures_by_name(history.ops, windows),
+                     None if aborted else arrivals)
     failures = problems
     if not history.complete:
         failures += [f"history incomplete: {w}" for w in history.warnings]

@@ -39,7 +39,7 @@ from loadtests.journeys import (
     Shopper,
     pick_journey,
 )
-from loadtests.plan import Plan, prepare_plan
+from loadtests.plan import ABORT_FILE, Plan, prepare_plan
 from loadtests.schedule import arrival_times
 from loadtests.target import normalise_host, open_session
 
@@ -227,6 +227,7 @@ class OpenWorkloadUser(FastHttpUser):
                                       connect_timeout=plan.request_timeout,
                                       concurrency=plan.max_in_flight)
         self.journeys = Group()
+        self.abort_asked = False
         # A fresh file with a header naming the run, the sale and this process's share: a
         # checker can tell a partial history, or another run's, from lost data.
         header = HistoryHeader(run_id=plan.run_id, sale_id=plan.sale_id, worker=STATE.index,
@@ -248,11 +249,14 @@ class OpenWorkloadUser(FastHttpUser):
         board, orders = GroupBoard(), OrderBoard()
         t0 = time.time()
         self.counts.update(scheduled=len(times), t0=t0)
+        watcher = gevent.spawn(self._watch_abort, Path(plan.run_dir) / ABORT_FILE)
         for n, offset in enumerate(times):
             intended = t0 + offset
             delay = intended - time.time()
             if delay > 0:
                 gevent.sleep(delay)
+            if self.abort_asked:
+                break
             if len(self.journeys) >= plan.max_in_flight:
                 self.counts["dropped"] += 1
                 continue
@@ -267,11 +271,20 @@ class OpenWorkloadUser(FastHttpUser):
             shopper = Shopper(plan, arrival, self._send, self.writer.write, board,
                               random.Random(rng.random()), orders)
             self.journeys.spawn(self._journey, shopper)
+        watcher.kill()
         self.journeys.join(timeout=plan.drain_seconds)
         self._finish()
         _report_done(self.environment)
         while True:  # the shape stops the run once every process is done
             gevent.sleep(3600)
+
+    def _watch_abort(self, path: Path) -> None:
+        """Stop starting arrivals once the harness asks (abort_on_fail): the journeys in
+        flight finish, the history and arrival counts are written as at a normal end."""
+        while not path.exists():
+            gevent.sleep(0.25)
+        self.abort_asked = True
+        self.counts["aborted"] = True
 
     def _journey(self, shopper: Shopper) -> None:
         a = shopper.a
