@@ -215,6 +215,14 @@ def test_per_name_threshold_missed_exits_99_and_junit_lists_everything(server: s
     assert thresholds["POST /v1/orders/{id}/pay: max_error_rate"].find("failure") is None
     assert thresholds["p99_ms"].find("failure") is None  # the scenario's own, met
     assert int(tree.getroot().get("failures")) == 2
+    # `groupbuy check` judges the same thresholds on the run folder when asked (exit 99) …
+    again = groupbuy("check", str(out), "--out", str(tmp_path / "c"), "--threshold",
+                     "POST /v1/orders:p95_ms=0.001")
+    assert again.returncode == 99, again.stdout + again.stderr
+    assert "threshold missed: POST /v1/orders: p95 latency" in again.stderr
+    assert (tmp_path / "c" / "junit.xml").is_file()
+    # … and only the invariants when not.
+    assert groupbuy("check", str(out), "--out", str(tmp_path / "d")).returncode == 0
 
 
 @pytest.mark.slow

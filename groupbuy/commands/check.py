@@ -8,16 +8,21 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
+
+from groupbuy.commands.loadtest import threshold_flag
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check", help="check the invariants from a load test's history and a "
                        "server's final state",
-                       description="Exit 0: every invariant held; 1: one broke; 2: a mistake "
-                       "in the command, a history that cannot be read or a --host where nothing "
+                       description="Exit 0: every invariant held (and, with --thresholds, "
+                       "every threshold was met); 1: an invariant broke; 2: a mistake in the "
+                       "command, a history that cannot be read or a --host where nothing "
                        "answers; 3: nothing broke, but not everything could be checked (an "
-                       "incomplete history, a server that answered an error). The same table "
-                       "as groupbuy loadtest (docs/loadtests.md, Exit codes).")
+                       "incomplete history, a server that answered an error); 99: a threshold "
+                       "was missed. The same table as groupbuy loadtest (docs/loadtests.md, "
+                       "Exit codes).")
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="a load test's results folder "
                    "(history-*.jsonl, plan.json, state.json)")
     p.add_argument("--history", metavar="FILE", default=None, help="one history file instead "
@@ -30,8 +35,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "$GROUPBUY_ADMIN_TOKEN)")
     p.add_argument("--expire", action="store_true", help="with --host: run expiry first (POST "
                    "/v1/admin/expire) and flag reservations and groups left past their deadline")
-    p.add_argument("--out", metavar="DIR", default=None, help="where invariants.json and "
-                   "invariants.txt go (default: the run folder)")
+    p.add_argument("--out", metavar="DIR", default=None, help="where invariants.json, "
+                   "invariants.txt and junit.xml go (default: the run folder)")
+    p.add_argument("--thresholds", action="store_true", help="judge the scenario's [checks] "
+                   "thresholds on the history too (implied by --threshold)")
+    p.add_argument("--threshold", action="append", metavar="[NAME:]KEY=VALUE", default=[],
+                   type=threshold_flag, help="a threshold over the scenario's [checks], as "
+                   "for groupbuy loadtest (repeatable)")
     p.set_defaults(func=run)
 
 
@@ -115,7 +125,30 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     save_report(report, out / "invariants.json", out / "invariants.txt")
     print(to_text(report))
-    print(f"report: {out / 'invariants.txt'} and invariants.json")
-    write_junit(out / "junit.xml", f"check {folder.name}", report, [],
+    verdicts = (judge_run(load_scenario(scenario), args, history, folder, plan)
+                if args.thresholds or args.threshold else [])
+    for v in verdicts:
+        print(v.line, file=sys.stdout if v.passed else sys.stderr)
+    print(f"report: {out / 'invariants.txt'}, invariants.json and junit.xml")
+    write_junit(out / "junit.xml", f"check {folder.name}", report, verdicts,
                 [f"not checked: {w}" for w in report.warnings])
-    return exit_code(report.verdict == "broken", report.verdict == "incomplete", False)
+    return exit_code(report.verdict == "broken", report.verdict == "incomplete",
+                     any(not v.passed for v in verdicts))
+
+
+def judge_run(scenario: Any, args: argparse.Namespace, history: Any, folder: Path,
+              plan: Any) -> list[Any]:
+    """The thresholds ([checks] and --threshold flags) judged on the history, the run's
+    faults left out, and the load generator's arrival counts when the folder has them."""
+    from groupbuy.commands.loadtest import checks_from_args
+    from loadtests.faults import read_faults
+    from loadtests.metrics import arrival_figures, history_figures
+    from loadtests.thresholds import figures_by_name, judge
+
+    args.abort_on_fail = None
+    checks = checks_from_args(scenario, args)
+    windows = [r.window for r in read_faults(folder / "faults.jsonl")]
+    arrivals = (arrival_figures(folder, plan.sched.expected_arrivals, plan.sched.seconds)
+                if plan is not None and any(folder.glob("arrivals-*.json")) else None)
+    return judge(checks, history_figures(history.ops, windows),
+                 figures_by_name(history.ops, windows), arrivals)
