@@ -76,6 +76,30 @@ def test_processes_run_exits_0_with_deliberate_client_timeouts(server: str,
 
 
 @pytest.mark.slow
+def test_master_and_workers_exit_0(server: str, tmp_path: Path) -> None:
+    port = str(free_port())
+    base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILES / "mixed.py")]
+    master = subprocess.Popen(
+        [*base, "--master", "--master-bind-port", port, "--expect-workers", "2", "--headless",
+         "--host", server, "--admin-token", TOKEN, "--run-dir", str(tmp_path / "run"),
+         "--schedule-seconds", "3", "--only-summary"], cwd=tmp_path, env=ENV,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    workers = [subprocess.Popen([*base, "--worker", "--master-port", port], cwd=tmp_path,
+                                env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+               for _ in range(2)]
+    try:
+        _, err = master.communicate(timeout=90)
+        assert master.returncode == 0, err[-3000:]
+        assert [w.wait(timeout=30) for w in workers] == [0, 0]
+    finally:
+        for p in (master, *workers):
+            if p.poll() is None:
+                p.kill()
+    assert sorted(p.name for p in (tmp_path / "run").glob("arrivals-*.json")) == [
+        "arrivals-0.json", "arrivals-1.json"]
+
+
+@pytest.mark.slow
 def test_web_ui_start_runs_again_into_a_fresh_folder(server: str, tmp_path: Path) -> None:
     port = free_port()
     run_dir = tmp_path / "ui"
