@@ -300,9 +300,9 @@ class OpenWorkloadUser(FastHttpUser):
 
     def _send(self, method: str, path: str, name: str, headers: dict[str, str], body: Any,
               timeout: float | None) -> tuple[int | None, bytes, str | None, float]:
-        """One request on the session (or, with `timeout`, on the session that gives up after
-        that long: the `timeout` journey's deliberate client timeouts, which are expected
-        unknown outcomes and so successes to Locust, not failures)."""
+        """One request on the session; with a `timeout` (the `timeout` journey's), on the twin
+        that stops waiting CLIENT_TIMEOUT_SECONDS after sending: a deliberate client timeout
+        is an expected unknown outcome, so a success to Locust, not a failure."""
         deliberate = timeout is not None
         session = self.impatient if deliberate else self.session
         start = time.perf_counter()
