@@ -368,9 +368,7 @@ def summary_lines(res: LoadtestResult) -> list[str]:
     lines.append(f"invariants: {held} of {len(res.report.results)} held"
                  + (f", {len(res.report.skipped)} not checked" if res.report.skipped else ""))
     met = sum(v.passed for v in res.verdicts)
-    lines.append(f"thresholds: {met} of {len(res.verdicts)} met (load delivery included)")
-    if res.aborted:
-        lines.append(res.aborted)
+    lines.append(f"thresholds: {met} of {len(res.verdicts)} met")
     if res.server_warning:
         lines.append(f"the server says it is unsafe: {res.server_warning}")
     return lines
