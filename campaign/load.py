@@ -87,29 +87,22 @@ class Load(Section):
 
 
 class RequestChecks(Section):
-    """Thresholds on the requests of one name (Locust's request name, e.g. `POST /v1/orders`):
-    `[checks.requests."POST /v1/orders"]`."""
+    """Thresholds on requests: of the whole run (`[checks]`), or of one request name (Locust's
+    request name, e.g. `[checks.requests."POST /v1/orders"]`)."""
 
-    max_error_rate: float | None = Field(default=None, ge=0, le=1, description="share of "
-                                         "these requests answered with 5xx or not at all")
-    p95_ms: float | None = Field(default=None, gt=0, description="95th percentile latency "
-                                 "from intended start")
-    p99_ms: float | None = Field(default=None, gt=0, description="99th percentile latency "
-                                 "from intended start")
-    min_throughput: float | None = Field(default=None, gt=0, description="these requests per "
-                                         "second over the whole run")
-
-
-class Checks(Section):
-    """Thresholds that fail a load-test run. Invariants are always checked."""
-
-    max_error_rate: float | None = Field(default=None, ge=0, le=1, description="share of "
+    max_error_rate: float | None = Field(default=None, ge=0, le=1, description="share of the "
                                          "requests answered with 5xx or not at all")
     p95_ms: float | None = Field(default=None, gt=0, description="95th percentile latency, "
                                  "measured from each request's intended start")
     p99_ms: float | None = Field(default=None, gt=0, description="99th percentile latency, "
                                  "measured from each request's intended start")
-    min_throughput: float | None = Field(default=None, gt=0, description="requests per second")
+    min_throughput: float | None = Field(default=None, gt=0, description="the requests per "
+                                         "second over the whole run")
+
+
+class Checks(RequestChecks):
+    """Thresholds that fail a load-test run. Invariants are always checked."""
+
     max_dropped: int = Field(default=0, ge=0, description="scheduled arrivals the load "
                              "generator may drop (never started) before the run fails")
     max_late_share: float = Field(default=0.01, ge=0, le=1, description="share of started "

@@ -12,10 +12,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from support.servers import reference_server
 
 from campaign.scenario import load_scenario
 from loadtests.history import HistoryHeader
-from loadtests.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
@@ -31,10 +31,8 @@ def run(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
-    d = tmp_path_factory.mktemp("server")
-    with ServerProcess(SCENARIOS / "default.toml", f"sqlite:///{d / 's.sqlite3'}", 2, TOKEN,
-                       d / "server.log") as srv:
-        yield srv.url
+    with reference_server(tmp_path_factory.mktemp("server"), TOKEN) as url:
+        yield url
 
 
 @pytest.mark.slow

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 from support.gateway import Gateway, self_signed_cert
+from support.servers import reference_server
 
 from loadtests.instances import free_port
-from loadtests.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"
@@ -31,10 +31,8 @@ ENV = {k: v for k, v in os.environ.items()
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
-    d = tmp_path_factory.mktemp("server")
-    with ServerProcess(SCENARIOS / "default.toml", f"sqlite:///{d / 's.sqlite3'}", 2, TOKEN,
-                       d / "server.log") as srv:
-        yield srv.url
+    with reference_server(tmp_path_factory.mktemp("server"), TOKEN) as url:
+        yield url
 
 
 def groupbuy(*args: str, env: dict[str, str] | None = None,

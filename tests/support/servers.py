@@ -9,13 +9,25 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 
 from loadtests.instances import free_port
+from loadtests.server import ServerProcess
 
 HERE = Path(__file__).resolve().parent
+SCENARIOS = HERE.parents[1] / "scenarios"
+
+
+@contextlib.contextmanager
+def reference_server(folder: Path, token: str,
+                     scenario: Path = SCENARIOS / "default.toml") -> Iterator[str]:
+    """The reference server on a fresh SQLite file in `folder` (2 workers); yields its URL."""
+    with ServerProcess(scenario, f"sqlite:///{folder / 's.sqlite3'}", 2, token,
+                       folder / "server.log") as srv:
+        yield srv.url
 TOKEN = "wrong-server-admin-token"
 
 
