@@ -31,7 +31,8 @@ from typing import Any
 from tqdm import tqdm
 
 from campaign.load import Checks, Faults, Load
-from campaign.scenario import Scenario, load_scenario
+from campaign.redact import redact_url
+from campaign.scenario import Scenario
 from loadtests.api import AdminClient, ServerError
 from loadtests.checker import Report, check, rules_from_campaign, save_report
 from loadtests.checker import summary_lines as broken_lines
@@ -40,8 +41,8 @@ from loadtests.history import History, merge_histories
 from loadtests.instances import free_port
 from loadtests.junit import write_junit
 from loadtests.metrics import arrival_figures, history_figures, plot_latency
-from loadtests.plan import ABORT_FILE, Plan, clear_stale_run_files, prepare_plan
-from loadtests.schedule import build_schedule
+from loadtests.plan import ABORT_FILE, Plan, ScenarioFile, clear_stale_run_files, prepare_plan
+from loadtests.schedule import Schedule
 from loadtests.server import ServerProcess, ServerStartError
 from loadtests.state import FinalState, StateError
 from loadtests.thresholds import LiveJudge, Verdict, figures_by_name, judge, missed_lines
@@ -131,10 +132,11 @@ def run_locust(plan_path: Path, run_dir: Path, host: str, plan: Plan, *, process
            "--run-time", f"{bound:.0f}s", "--only-summary",
            "--loglevel", "WARNING"]
     if processes > 1:
-        # A port of its own: other Locust runs on the machine must not join this one.
+        # Master and its workers talk over a port of this run's own, not Locust's fixed 5557:
+        # two runs on one machine (parallel tests, two people) must not meet there.
         port = str(free_port())
-        cmd += ["--processes", str(processes), "--master-bind-port", port,
-                "--master-port", port]
+        cmd += ["--processes", str(processes), "--master-bind-host", "127.0.0.1",
+                "--master-bind-port", port, "--master-host", "127.0.0.1", "--master-port", port]
     aborted = None
     with (run_dir / "locust.log").open("w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir,
@@ -225,25 +227,24 @@ def _faults_for(scenario: Scenario, faults: Faults | None) -> Faults:
     return faults if faults is not None else (scenario.faults or Faults())
 
 
-def run_loadtest(scenario_path: str | Path, run_dir: Path, *, host: str | None = None,
-                 store: str | None = None, workers: int = 2, admin_token: str | None = None,
-                 duration: float | None = None, rate_scale: float = 1.0, processes: int = 1,
-                 arrivals_csv: str | Path | None = None,
+def run_loadtest(source: ScenarioFile, sched: Schedule, run_dir: Path, *,
+                 host: str | None = None, store: str | None = None, workers: int = 2,
+                 admin_token: str | None = None, processes: int = 1,
                  locustfile: Path = DEFAULT_LOCUSTFILE, seed: int | None = None,
                  progress: bool = True, faults: Faults | None = None,
                  allow_unsafe_durability: bool = False,
                  checks: Checks | None = None) -> LoadtestResult:
-    """Run the pipeline and write everything into `run_dir`. `faults` (default: the scenario's
-    `[faults]`) are injected while the load runs; `allow_unsafe_durability` lets the server the
-    run starts serve on a store that can lose acknowledged orders; `checks` (default: the
-    scenario's `[checks]`) are the thresholds. Raises ScenarioError, ScheduleError,
-    ServerError or ServerStartError for problems that stop it running at all."""
-    scenario = load_scenario(scenario_path)
+    """Run the pipeline on the scenario `source` (read once) and its arrival schedule `sched`
+    (built once: `source.schedule(...)`), and write everything into `run_dir`. `faults`
+    (default: the scenario's `[faults]`) are injected while the load runs;
+    `allow_unsafe_durability` lets the server the run starts serve on a store that can lose
+    acknowledged orders; `checks` (default: the scenario's `[checks]`) are the thresholds.
+    Raises ServerError or ServerStartError for problems that stop it running at all."""
+    scenario = source.scenario
     checks = checks if checks is not None else scenario.checks
     fault_plan = _faults_for(scenario, faults)
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    build_schedule(scenario, arrivals_csv)  # a bad arrivals.csv fails before a server starts
     clear_stale_run_files(run_dir)  # a reused folder must not mix a previous run's history in
     if host is not None and not admin_token:
         raise ValueError("an admin token is needed for --host (--admin-token or "
@@ -258,7 +259,7 @@ def run_loadtest(scenario_path: str | Path, run_dir: Path, *, host: str | None =
         if host is None:
             admin_token = secrets.token_hex(16)
             store = store or sqlite_store_in(run_dir)
-            server = stack.enter_context(ServerProcess(scenario_path, store, workers,
+            server = stack.enter_context(ServerProcess(source.path, store, workers,
                                                        admin_token, run_dir / "server.log",
                                                        allow_unsafe_durability=(
                                                            allow_unsafe_durability)))
@@ -268,8 +269,7 @@ def run_loadtest(scenario_path: str | Path, run_dir: Path, *, host: str | None =
         if fault_plan.uses_proxy:
             proxy = ChaosProxy(host, seed or 0).start()
             stack.callback(proxy.stop)
-        plan = prepare_plan(host, admin_token, scenario_path, run_dir, arrivals_csv=arrivals_csv,
-                            duration=duration, rate_scale=rate_scale, seed=seed)
+        plan = prepare_plan(host, admin_token, source, sched, run_dir, seed=seed)
         nemesis = None
         if fault_plan.any:
             nemesis = Nemesis(fault_plan, run_dir, server, proxy,
@@ -317,11 +317,11 @@ def run_loadtest(scenario_path: str | Path, run_dir: Path, *, host: str | None =
                          server_warning=health.get("warning") if health.get("safe") is False
                          else None, faults=records)
     plot_latency(history.ops, run_dir / "locust_stats_history.csv", run_dir / "latency.png",
-                 f"{Path(scenario_path).stem}: latency and arrivals", target=plan.schedule,
+                 f"{source.path.stem}: latency and arrivals", target=plan.schedule,
                  faults=windows)
-    write_junit(run_dir / "junit.xml", f"{Path(scenario_path).stem} ({run_dir.name})", report,
+    write_junit(run_dir / "junit.xml", f"{source.path.stem} ({run_dir.name})", report,
                 verdicts, failures)
-    summary = {"scenario": str(Path(scenario_path).resolve()), "host": host,
+    summary = {"scenario": str(source.path), "host": host,
                "store": store if server else None, "run_id": plan.run_id,
                "passed": res.passed, "exit_code": int(res.exit_code),
                "problems": res.problems, "broken": res.broken, "failures": failures,
@@ -331,7 +331,8 @@ def run_loadtest(scenario_path: str | Path, run_dir: Path, *, host: str | None =
                "verdict": report.verdict, "checks": checks.model_dump(),
                "load": (scenario.load or Load()).model_dump(), "locust_exit_code": code,
                "faults": [r.__dict__ for r in records], "server_health": health}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    # A store URL (or a restart-store command) may carry a password; CI uploads this folder.
+    (run_dir / "summary.json").write_text(redact_url(json.dumps(summary, indent=2, default=str)))
     return res
 
 

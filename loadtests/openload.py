@@ -20,6 +20,7 @@ import logging
 import os
 import random
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -39,7 +40,7 @@ from loadtests.journeys import (
     Shopper,
     pick_journey,
 )
-from loadtests.plan import ABORT_FILE, Plan, prepare_plan
+from loadtests.plan import ABORT_FILE, Plan, ScenarioFile, prepare_plan
 from loadtests.schedule import arrival_times
 from loadtests.target import normalise_host, open_session
 
@@ -116,10 +117,11 @@ def _prepare(environment: Any) -> Plan:
     host = normalise_host(environment.host)
     if not opts.admin_token:
         raise RuntimeError("no admin token: pass --admin-token or set GROUPBUY_ADMIN_TOKEN")
-    scenario = opts.scenario or str(REPO_ROOT / cls.default_scenario)
-    return prepare_plan(host, opts.admin_token, scenario, fresh_run_dir(opts.run_dir, STATE.runs),
-                        arrivals_csv=opts.arrivals or None, rate_scale=opts.rate_scale,
-                        duration=opts.schedule_seconds or None, mix=cls.mix)
+    source = ScenarioFile.read(opts.scenario or REPO_ROOT / cls.default_scenario)
+    sched = source.schedule(opts.arrivals or None, rate_scale=opts.rate_scale,
+                            duration=opts.schedule_seconds or None)
+    return prepare_plan(host, opts.admin_token, source, sched,
+                        fresh_run_dir(opts.run_dir, STATE.runs), mix=cls.mix)
 
 
 def fresh_run_dir(given: str, run: int) -> Path:
@@ -155,7 +157,7 @@ def _on_test_start(environment: Any, **_: Any) -> None:
              plan.sched.expected_arrivals, plan.sched.seconds, plan.run_dir)
     if isinstance(runner, MasterRunner):
         STATE.plan, STATE.expected_done = plan, runner.worker_count
-        runner.send_message(PLAN_MESSAGE, {"plan": plan.__dict__,
+        runner.send_message(PLAN_MESSAGE, {"plan": asdict(plan),
                                            "count": runner.worker_count})
     else:
         _adopt(plan, 0, 1)

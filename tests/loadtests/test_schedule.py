@@ -25,8 +25,7 @@ from loadtests.schedule import (
     squeeze,
 )
 from loadtests.thresholds import threshold_problems
-
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+from tests.support import SCENARIOS
 
 
 def test_flash_sale_phases_become_the_schedule() -> None:

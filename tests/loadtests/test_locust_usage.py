@@ -15,18 +15,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.gateway import Gateway, self_signed_cert
-from support.servers import reference_server
 
 from loadtests.instances import free_port
+from tests.support import ROOT, SCENARIOS
+from tests.support.gateway import Gateway, self_signed_cert
+from tests.support.servers import reference_server
 
-ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = ROOT / "scenarios"
 LOCUSTFILES = ROOT / "loadtests"
 TOKEN = "locust-usage-test-token"
 ENV = {k: v for k, v in os.environ.items()
-       if k not in ("GROUPBUY_ADMIN_TOKEN", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy",
-                    "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy")}
+       if k not in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY",
+                    "all_proxy", "NO_PROXY", "no_proxy")}
+ENV["GROUPBUY_ADMIN_TOKEN"] = TOKEN  # never on a command line
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +58,9 @@ def records(path: Path) -> list[dict]:
 def test_processes_run_exits_0_with_deliberate_client_timeouts(server: str,
                                                                 tmp_path: Path) -> None:
     port = str(free_port())  # other Locust runs on the machine must not join this one
-    proc = locust("-f", str(LOCUSTFILES / "mixed.py"), "--host", server, "--admin-token",
-                  TOKEN, "--headless", "--processes", "2", "--master-bind-port", port,
-                  "--master-port", port, "--run-dir", str(tmp_path / "run"),
+    proc = locust("-f", str(LOCUSTFILES / "mixed.py"), "--host", server, "--headless",
+                  "--processes", "2", "--master-bind-port", port, "--master-port", port,
+                  "--run-dir", str(tmp_path / "run"),
                   "--schedule-seconds", "4", "--rate-scale", "2", "--only-summary",
                   cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -79,7 +79,7 @@ def test_master_and_workers_exit_0(server: str, tmp_path: Path) -> None:
     base = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILES / "mixed.py")]
     master = subprocess.Popen(
         [*base, "--master", "--master-bind-port", port, "--expect-workers", "2", "--headless",
-         "--host", server, "--admin-token", TOKEN, "--run-dir", str(tmp_path / "run"),
+         "--host", server, "--run-dir", str(tmp_path / "run"),
          "--schedule-seconds", "3", "--only-summary"], cwd=tmp_path, env=ENV,
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     workers = [subprocess.Popen([*base, "--worker", "--master-port", port], cwd=tmp_path,
@@ -102,7 +102,7 @@ def test_web_ui_start_runs_again_into_a_fresh_folder(server: str, tmp_path: Path
     port = free_port()
     run_dir = tmp_path / "ui"
     cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILES / "flash_sale.py"), "--host",
-           server, "--admin-token", TOKEN, "--web-host", "127.0.0.1", "--web-port", str(port),
+           server, "--web-host", "127.0.0.1", "--web-port", str(port),
            "--run-dir", str(run_dir), "--schedule-seconds", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             cwd=tmp_path, env=ENV, start_new_session=True)
@@ -146,7 +146,7 @@ def test_a_gateway_prefix_and_a_trailing_slash_reach_every_journey(server: str,
     with Gateway(server, "/shop") as gw:
         out = tmp_path / "run"
         proc = groupbuy("loadtest", str(SCENARIOS / "default.toml"), "--host", gw.url + "/",
-                        "--admin-token", TOKEN, "--locustfile", str(LOCUSTFILES / "mixed.py"),
+                        "--locustfile", str(LOCUSTFILES / "mixed.py"),
                         "--duration", "4", "--rate-scale", "2", "--seed", "3", "--out", str(out))
         assert proc.returncode == 0, proc.stdout + proc.stderr
         paths = [line.split(" ", 1)[1] for line in gw.seen]
@@ -166,13 +166,13 @@ def test_https_through_a_proxy(server: str, tmp_path: Path) -> None:
         env = dict(ENV, SSL_CERT_FILE=str(cert))
         out = tmp_path / "tls"
         proc = groupbuy("loadtest", str(SCENARIOS / "flash_sale.toml"), "--host", tls.url,
-                        "--admin-token", TOKEN, "--duration", "2", "--out", str(out), env=env)
+                        "--duration", "2", "--out", str(out), env=env)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert tls.seen and all(p.split(" ", 1)[1].startswith("/shop/v1/") for p in tls.seen)
         direct = tmp_path / "direct"
-        via = locust("-f", str(LOCUSTFILES / "mixed.py"), "--host", server, "--admin-token",
-                     TOKEN, "--headless", "--run-dir", str(direct), "--schedule-seconds", "2",
-                     "--only-summary", cwd=tmp_path,
+        via = locust("-f", str(LOCUSTFILES / "mixed.py"), "--host", server, "--headless",
+                     "--run-dir", str(direct), "--schedule-seconds", "2", "--only-summary",
+                     cwd=tmp_path,
                      env=dict(ENV, HTTP_PROXY=proxy.url, NO_PROXY=""))
         assert via.returncode == 0, via.stderr[-3000:]
         sent = records(direct / "history-0.jsonl")
@@ -186,8 +186,7 @@ def test_https_through_a_proxy(server: str, tmp_path: Path) -> None:
 def test_a_wrong_or_unreachable_host_is_one_line(server: str, tmp_path: Path) -> None:
     with Gateway(server, "/shop") as gw:
         wrong = groupbuy("loadtest", str(SCENARIOS / "flash_sale.toml"), "--host",
-                         gw.url.removesuffix("/shop"), "--admin-token", TOKEN,
-                         "--out", str(tmp_path / "o"))
+                         gw.url.removesuffix("/shop"), "--out", str(tmp_path / "o"))
     assert wrong.returncode == 2, wrong.stdout + wrong.stderr
     (line,) = wrong.stderr.strip().splitlines()
     assert "answered 404: no checkout server at this address" in line
@@ -196,14 +195,14 @@ def test_a_wrong_or_unreachable_host_is_one_line(server: str, tmp_path: Path) ->
                           ("127.0.0.1:8000", "is not a server URL"),
                           ("http://127.0.0.1:8000/?x=1", "no ?query")]:
         proc = groupbuy("loadtest", str(SCENARIOS / "flash_sale.toml"), "--host", host,
-                        "--admin-token", TOKEN, "--out", str(tmp_path / "o"))
+                        "--out", str(tmp_path / "o"))
         assert proc.returncode == 2, proc.stderr
         (line,) = proc.stderr.strip().splitlines()
         assert line.startswith("groupbuy loadtest: --host: ") and message in line, line
     assert not (tmp_path / "o").exists()
     # Plain Locust: one line too, and exit code 2.
     direct = locust("-f", str(LOCUSTFILES / "flash_sale.py"), "--host", "http://127.0.0.1:9",
-                    "--admin-token", TOKEN, "--headless", cwd=tmp_path)
+                    "--headless", cwd=tmp_path)
     assert direct.returncode == 2
     errors = [ln for ln in direct.stderr.splitlines() if "/ERROR/" in ln]
     assert len(errors) == 1 and "cannot prepare the run: GET http://127.0.0.1:9/v1/health" \
@@ -218,7 +217,7 @@ def test_per_name_threshold_missed_exits_99_and_junit_lists_everything(server: s
                                                                        tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = groupbuy("loadtest", str(SCENARIOS / "flash_sale.toml"), "--host", server,
-                    "--admin-token", TOKEN, "--duration", "2", "--out", str(out),
+                    "--duration", "2", "--out", str(out),
                     "--threshold", "POST /v1/orders:p95_ms=0.001",
                     "--threshold", "POST /v1/orders/{id}/pay:max_error_rate=0.5",
                     "--threshold", "GET /v1/nothing:p99_ms=100")
@@ -255,9 +254,8 @@ def test_abort_on_fail_stops_the_load_early(server: str, tmp_path: Path) -> None
     scenario.write_text(text.replace("[checks]", "[checks]\nabort_grace_seconds = 1"))
     out = tmp_path / "run"
     start = time.monotonic()
-    proc = groupbuy("loadtest", str(scenario), "--host", server, "--admin-token", TOKEN,
-                    "--duration", "30", "--out", str(out), "--threshold", "p99_ms=0.001",
-                    "--abort-on-fail")
+    proc = groupbuy("loadtest", str(scenario), "--host", server, "--duration", "30", "--out",
+                    str(out), "--threshold", "p99_ms=0.001", "--abort-on-fail")
     took = time.monotonic() - start
     assert proc.returncode == 99, proc.stdout + proc.stderr
     assert "load aborted after" in proc.stderr and "(abort_on_fail)" in proc.stderr
