@@ -31,6 +31,7 @@ from locust import LoadTestShape, events, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.runners import MasterRunner, WorkerRunner
 
+from loadtests.api import reach
 from loadtests.history import HistoryHeader, HistoryWriter
 from loadtests.journeys import (
     CLIENT_TIMEOUT_SECONDS,
@@ -117,6 +118,7 @@ def _prepare(environment: Any) -> Plan:
     host = normalise_host(environment.host)
     if not opts.admin_token:
         raise RuntimeError("no admin token: pass --admin-token or set GROUPBUY_ADMIN_TOKEN")
+    reach(host, opts.admin_token)  # one line when nothing, or no checkout server, answers
     source = ScenarioFile.read(opts.scenario or REPO_ROOT / cls.default_scenario)
     sched = source.schedule(opts.arrivals or None, rate_scale=opts.rate_scale,
                             duration=opts.schedule_seconds or None)

@@ -61,13 +61,13 @@ def test_processes_run_exits_0_with_deliberate_client_timeouts(server: str,
     proc = locust("-f", str(LOCUSTFILES / "mixed.py"), "--host", server, "--headless",
                   "--processes", "2", "--master-bind-port", port, "--master-port", port,
                   "--run-dir", str(tmp_path / "run"),
-                  "--schedule-seconds", "4", "--rate-scale", "2", "--only-summary",
-                  cwd=tmp_path)
+                  "--schedule-seconds", "4", "--only-summary", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     history = records(tmp_path / "run" / "history-0.jsonl") + records(
         tmp_path / "run" / "history-1.jsonl")
     timeouts = [r for r in history if r.get("client_timeout")]
-    assert timeouts and all(r["outcome"] == "unknown" for r in timeouts)
+    # Mostly unknown; an answer that came back before the client gave up is kept as it was.
+    assert any(r["outcome"] == "unknown" and r["code"] == "timeout" for r in timeouts)
     # Locust counted them as requests, not failures; and said nothing about --run-time.
     assert "POST /v1/orders [client timeout]" in proc.stderr + proc.stdout
     assert "will be ignored" not in proc.stderr and "WARNING" not in proc.stderr
@@ -187,6 +187,11 @@ def test_a_wrong_or_unreachable_host_is_one_line(server: str, tmp_path: Path) ->
     with Gateway(server, "/shop") as gw:
         wrong = groupbuy("loadtest", str(SCENARIOS / "flash_sale.toml"), "--host",
                          gw.url.removesuffix("/shop"), "--out", str(tmp_path / "o"))
+        plain = locust("-f", str(LOCUSTFILES / "flash_sale.py"), "--host",
+                       gw.url.removesuffix("/shop"), "--headless", cwd=tmp_path)
+    assert plain.returncode == 2
+    (error,) = [ln for ln in plain.stderr.splitlines() if "/ERROR/" in ln]
+    assert "cannot prepare the run: GET " in error and "no checkout server" in error
     assert wrong.returncode == 2, wrong.stdout + wrong.stderr
     (line,) = wrong.stderr.strip().splitlines()
     assert "answered 404: no checkout server at this address" in line
