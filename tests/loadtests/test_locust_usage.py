@@ -148,7 +148,9 @@ def test_a_gateway_prefix_and_a_trailing_slash_reach_every_journey(server: str,
         proc = groupbuy("loadtest", str(SCENARIOS / "default.toml"), "--host", gw.url + "/",
                         "--locustfile", str(LOCUSTFILES / "mixed.py"),
                         "--duration", "4", "--rate-scale", "2", "--seed", "3", "--out", str(out))
-        assert proc.returncode == 0, proc.stdout + proc.stderr
+        # Invariants held and the run completed (a loaded machine may miss a latency
+        # threshold through the gateway: 99, which is not what this test is about).
+        assert proc.returncode in (0, 99), proc.stdout + proc.stderr
         paths = [line.split(" ", 1)[1] for line in gw.seen]
     # Every request, the timeout journey's included, went under the prefix, none to //v1.
     assert paths and all(p.startswith("/shop/v1/") for p in paths), sorted(set(paths))[:5]
