@@ -86,22 +86,37 @@ class Load(Section):
         return self.duration_seconds
 
 
-class Checks(Section):
-    """Thresholds that fail a load-test run. Invariants are always checked."""
+class RequestChecks(Section):
+    """Thresholds on requests: of the whole run (`[checks]`), or of one request name (Locust's
+    request name, e.g. `[checks.requests."POST /v1/orders"]`)."""
 
-    max_error_rate: float | None = Field(default=None, ge=0, le=1, description="share of "
+    max_error_rate: float | None = Field(default=None, ge=0, le=1, description="share of the "
                                          "requests answered with 5xx or not at all")
     p95_ms: float | None = Field(default=None, gt=0, description="95th percentile latency, "
                                  "measured from each request's intended start")
     p99_ms: float | None = Field(default=None, gt=0, description="99th percentile latency, "
                                  "measured from each request's intended start")
-    min_throughput: float | None = Field(default=None, gt=0, description="requests per second")
+    min_throughput: float | None = Field(default=None, gt=0, description="the requests per "
+                                         "second over the whole run")
+
+
+class Checks(RequestChecks):
+    """Thresholds that fail a load-test run. Invariants are always checked."""
+
     max_dropped: int = Field(default=0, ge=0, description="scheduled arrivals the load "
                              "generator may drop (never started) before the run fails")
     max_late_share: float = Field(default=0.01, ge=0, le=1, description="share of started "
                                   "arrivals that may start late before the run fails")
     max_rate_shortfall: float = Field(default=0.05, ge=0, le=1, description="how far below "
                                       "the target arrival rate the achieved rate may fall")
+    requests: dict[str, RequestChecks] = Field(default_factory=dict, description="request "
+                                               "name -> thresholds on those requests alone")
+    abort_on_fail: bool = Field(default=False, description="stop the load as soon as an error "
+                                "rate or latency threshold is missed (judged every second on "
+                                "the requests so far), instead of at the end")
+    abort_grace_seconds: float = Field(default=5, ge=0, le=3600, description="with "
+                                       "abort_on_fail: judge nothing before this many seconds "
+                                       "of load (early percentiles rest on few requests)")
 
 
 class PauseFault(Section):

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from loadtests.state import FinalState
+from loadtests.target import normalise_host
 
 READ_RETRIES = 3
 
@@ -23,11 +24,30 @@ class ServerError(RuntimeError):
         self.status, self.code = status, code
 
 
+def reach(host: str, admin_token: str) -> dict[str, Any]:
+    """`GET /v1/health` of `host`, or ServerError in one line saying why nothing usable answers
+    there: nothing listens, or something that is not a checkout server (a wrong path prefix
+    behind a gateway, say)."""
+    with AdminClient(host, admin_token, timeout=10) as admin:
+        try:
+            health = admin.health()
+        except ServerError as exc:
+            if exc.status is None:
+                raise
+            raise ServerError(f"GET {admin.host}/v1/health answered {exc.status}: no checkout "
+                              "server at this address (a wrong port, or a wrong path prefix "
+                              "behind a gateway?)", exc.status, exc.code) from None
+    if not isinstance(health, dict) or "contract" not in health:
+        raise ServerError(f"GET {host}/v1/health answered, but not as a checkout server does "
+                          "(no contract version)")
+    return health
+
+
 class AdminClient:
     """Admin calls against one server (`Authorization: Bearer <admin token>`)."""
 
     def __init__(self, host: str, admin_token: str, timeout: float = 30.0) -> None:
-        self.host = host.rstrip("/")
+        self.host = normalise_host(host)
         self._http = httpx.Client(base_url=self.host, timeout=timeout,
                                   headers={"Authorization": f"Bearer {admin_token}"})
 

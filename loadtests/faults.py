@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import random
 import socket
 import subprocess
@@ -155,6 +156,8 @@ class Nemesis:
         self.base_delay = base_delay_ms / 1000
         self.records: list[FaultRecord] = []
         self.problems: list[str] = []
+        self.in_force_since: float | None = None
+        """When the fault now in force struck (None: none is)."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="nemesis", daemon=True)
         self._log = run_dir / "faults.jsonl"
@@ -201,10 +204,19 @@ class Nemesis:
         for at, kind, arg in self._events():
             if self._stop.wait(max(0.0, t0 + at - time.time())):
                 return
+            self.in_force_since = time.time()
             try:
                 getattr(self, f"_{kind}")(arg)
             except Exception as exc:  # a fault that cannot be caused is reported, not fatal
                 self.problems.append(f"fault {kind} at {at:g} s failed: {exc}")
+            finally:
+                self.in_force_since = None
+
+    def windows(self) -> list[tuple[float, float]]:
+        """The faults' windows so far, the one in force (if any) open-ended."""
+        out = [r.window for r in self.records]
+        since = self.in_force_since
+        return [*out, (since, math.inf)] if since is not None else out
 
     def _record(self, fault: str, at: float, until: float, detail: str = "") -> None:
         rec = FaultRecord(fault, at, until, detail)

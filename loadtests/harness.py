@@ -30,7 +30,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from campaign.load import Faults, Load
+from campaign.load import Checks, Faults, Load
 from campaign.redact import redact_url
 from campaign.scenario import Scenario
 from loadtests.api import AdminClient, ServerError
@@ -39,11 +39,14 @@ from loadtests.checker import summary_lines as broken_lines
 from loadtests.faults import ChaosProxy, FaultRecord, Nemesis
 from loadtests.history import History, merge_histories
 from loadtests.instances import free_port
-from loadtests.metrics import arrival_figures, history_figures, plot_latency, threshold_problems
-from loadtests.plan import Plan, ScenarioFile, clear_stale_run_files, prepare_plan
+from loadtests.junit import write_junit
+from loadtests.metrics import arrival_figures, history_figures, plot_latency
+from loadtests.plan import ABORT_FILE, Plan, ScenarioFile, clear_stale_run_files, prepare_plan
 from loadtests.schedule import Schedule
 from loadtests.server import ServerProcess, ServerStartError
 from loadtests.state import FinalState, StateError
+from loadtests.thresholds import LiveJudge, Verdict, figures_by_name, judge, missed_lines
+from loadtests.verdict import ExitCode, exit_code
 
 LOCUSTFILES = Path(__file__).resolve().parent
 DEFAULT_LOCUSTFILE = LOCUSTFILES / "scenario.py"
@@ -51,20 +54,34 @@ DEFAULT_LOCUSTFILE = LOCUSTFILES / "scenario.py"
 
 @dataclass
 class LoadtestResult:
-    """What a run found: the invariant report, figures, and one line per problem."""
+    """What a run found: the invariant report, figures, the thresholds judged, and one line
+    per problem, by kind: broken invariants, harness or server failures, missed thresholds."""
 
     run_dir: Path
     report: Report
     figures: dict[str, Any]
     arrivals: dict[str, Any]
-    problems: list[str] = field(default_factory=list)
+    broken: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    missed: list[str] = field(default_factory=list)
+    verdicts: list[Verdict] = field(default_factory=list)
+    aborted: str | None = None
+    """Why the load stopped early (a threshold missed with abort_on_fail), if it did."""
     server_warning: str | None = None
     """What the server says is wrong with it (`/v1/health` `safe: false`), if anything."""
     faults: list[FaultRecord] = field(default_factory=list)
 
     @property
+    def problems(self) -> list[str]:
+        return self.broken + self.failures + self.missed
+
+    @property
     def passed(self) -> bool:
         return not self.problems
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return exit_code(bool(self.broken), bool(self.failures), bool(self.missed))
 
 
 def sqlite_store_in(run_dir: Path) -> str:
@@ -102,9 +119,12 @@ def _stop_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
 
 
 def run_locust(plan_path: Path, run_dir: Path, host: str, plan: Plan, *, processes: int = 1,
-               locustfile: Path = DEFAULT_LOCUSTFILE, progress: bool = True) -> int:
+               locustfile: Path = DEFAULT_LOCUSTFILE, progress: bool = True,
+               judge_live: LiveJudge | None = None) -> tuple[int, str | None]:
     """Locust headless on the plan, bounded in time; Locust's own output goes to locust.log.
-    Locust runs in a process group of its own, stopped as a whole however this returns."""
+    Locust runs in a process group of its own, stopped as a whole however this returns.
+    With `judge_live`, the load is stopped as soon as it finds a threshold missed
+    (abort_on_fail). Returns Locust's exit code and why the load was aborted (or None)."""
     bound = plan.sched.seconds + plan.drain_seconds + 30
     cmd = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless",
            "--host", host, "--plan", str(plan_path), "--run-dir", str(run_dir),
@@ -117,22 +137,35 @@ def run_locust(plan_path: Path, run_dir: Path, host: str, plan: Plan, *, process
         port = str(free_port())
         cmd += ["--processes", str(processes), "--master-bind-host", "127.0.0.1",
                 "--master-bind-port", port, "--master-host", "127.0.0.1", "--master-port", port]
+    aborted = None
     with (run_dir / "locust.log").open("w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir,
                                 start_new_session=True)
         try:
             start = time.monotonic()
+            last_judged = start
             with tqdm(total=round(plan.sched.seconds), unit="s", desc="load test",
                       disable=not progress, leave=False) as bar:
                 while proc.poll() is None:
                     time.sleep(0.5)
                     bar.n = min(bar.total, round(time.monotonic() - start))
                     bar.refresh()
+                    if (judge_live is not None and aborted is None
+                            and time.monotonic() - last_judged >= 1):
+                        last_judged = time.monotonic()
+                        missed = judge_live.missed()
+                        if missed:
+                            aborted = (f"load aborted after {time.monotonic() - start:.1f} s "
+                                       f"(abort_on_fail): {missed[0].line}")
+                            # The load processes stop starting arrivals, let the journeys in
+                            # flight finish and write their files; Locust then ends as usual.
+                            (run_dir / ABORT_FILE).write_text(aborted + "\n")
                     if time.monotonic() - start > bound + 30:
                         break  # the run bounds itself; this is the last resort
-            return proc.wait(timeout=1) if proc.poll() is None else proc.returncode
+            code = proc.wait(timeout=1) if proc.poll() is None else proc.returncode
+            return code, aborted
         except subprocess.TimeoutExpired:
-            return -9
+            return -9, aborted
         finally:  # also when it exited: its worker processes may outlive it
             _stop_group(proc, grace=5 if proc.poll() is None else 0.5)
 
@@ -199,14 +232,16 @@ def run_loadtest(source: ScenarioFile, sched: Schedule, run_dir: Path, *,
                  admin_token: str | None = None, processes: int = 1,
                  locustfile: Path = DEFAULT_LOCUSTFILE, seed: int | None = None,
                  progress: bool = True, faults: Faults | None = None,
-                 allow_unsafe_durability: bool = False) -> LoadtestResult:
+                 allow_unsafe_durability: bool = False,
+                 checks: Checks | None = None) -> LoadtestResult:
     """Run the pipeline on the scenario `source` (read once) and its arrival schedule `sched`
     (built once: `source.schedule(...)`), and write everything into `run_dir`. `faults`
     (default: the scenario's `[faults]`) are injected while the load runs;
     `allow_unsafe_durability` lets the server the run starts serve on a store that can lose
-    acknowledged orders. Raises ServerError or ServerStartError for problems that stop it
-    running at all."""
+    acknowledged orders; `checks` (default: the scenario's `[checks]`) are the thresholds.
+    Raises ServerError or ServerStartError for problems that stop it running at all."""
     scenario = source.scenario
+    checks = checks if checks is not None else scenario.checks
     fault_plan = _faults_for(scenario, faults)
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -240,8 +275,11 @@ def run_loadtest(source: ScenarioFile, sched: Schedule, run_dir: Path, *,
             nemesis = Nemesis(fault_plan, run_dir, server, proxy,
                               fault_plan.proxy_delay_ms).start()
             stack.callback(nemesis.stop)
-        code = run_locust(run_dir / "plan.json", run_dir, proxy.url if proxy else host, plan,
-                          processes=processes, locustfile=locustfile, progress=progress)
+        live = (LiveJudge(checks, run_dir, nemesis.windows if nemesis else list)
+                if checks.abort_on_fail else None)
+        code, aborted = run_locust(run_dir / "plan.json", run_dir, proxy.url if proxy else host,
+                                   plan, processes=processes, locustfile=locustfile,
+                                   progress=progress, judge_live=live)
         if nemesis is not None:
             nemesis.stop()
             records, problems = nemesis.records, list(nemesis.problems)
@@ -262,30 +300,50 @@ def run_loadtest(source: ScenarioFile, sched: Schedule, run_dir: Path, *,
     windows = [r.window for r in records]
     figures = history_figures(history.ops, windows)
     arrivals = arrival_figures(run_dir, plan.sched.expected_arrivals, plan.sched.seconds)
-    problems = broken_lines(report) + problems + threshold_problems(scenario.checks, figures,
-                                                                     arrivals)
+    # An aborted run did not deliver its schedule on purpose: that is not judged.
+    verdicts = judge(checks, figures, figures_by_name(history.ops, windows),
+                     None if aborted else arrivals)
+    failures = problems
     if not history.complete:
-        problems += [f"history incomplete: {w}" for w in history.warnings]
+        failures += [f"history incomplete: {w}" for w in history.warnings]
     if state is None:
-        problems.append("no invariant could be checked: the final state is missing")
-    if arrivals["processes"] < processes:
-        problems.append(f"only {arrivals['processes']} of {processes} load process(es) "
+        failures.append("no invariant could be checked: the final state is missing")
+    if arrivals["processes"] < processes and not aborted:
+        failures.append(f"only {arrivals['processes']} of {processes} load process(es) "
                         f"finished (Locust exit code {code}; see locust.log)")
+    missed = ([aborted] if aborted else []) + missed_lines(verdicts)
+    res = LoadtestResult(run_dir, report, figures, arrivals, broken_lines(report), failures,
+                         missed, verdicts, aborted,
+                         server_warning=health.get("warning") if health.get("safe") is False
+                         else None, faults=records)
     plot_latency(history.ops, run_dir / "locust_stats_history.csv", run_dir / "latency.png",
                  f"{source.path.stem}: latency and arrivals", target=plan.schedule,
                  faults=windows)
+    write_junit(run_dir / "junit.xml", f"{source.path.stem} ({run_dir.name})", report,
+                verdicts, failures)
     summary = {"scenario": str(source.path), "host": host,
                "store": store if server else None, "run_id": plan.run_id,
-               "passed": not problems, "problems": problems, "figures": figures,
+               "passed": res.passed, "exit_code": int(res.exit_code),
+               "problems": res.problems, "broken": res.broken, "failures": failures,
+               "missed": missed, "aborted": aborted,
+               "thresholds": [v.__dict__ for v in verdicts], "figures": figures,
                "arrivals": arrivals, "invariants": [r.name for r in report.broken],
-               "verdict": report.verdict,
+               "verdict": report.verdict, "checks": checks.model_dump(),
                "load": (scenario.load or Load()).model_dump(), "locust_exit_code": code,
                "faults": [r.__dict__ for r in records], "server_health": health}
     # A store URL (or a restart-store command) may carry a password; CI uploads this folder.
     (run_dir / "summary.json").write_text(redact_url(json.dumps(summary, indent=2, default=str)))
-    return LoadtestResult(run_dir, report, figures, arrivals, problems,
-                          server_warning=health.get("warning") if health.get("safe") is False
-                          else None, faults=records)
+    return res
+
+
+def outcomes_text(f: dict[str, Any]) -> str:
+    """`1965 ok, 345 refused, 14 unknown; 12 sent with a deliberate client timeout`."""
+    o = f.get("outcomes", {})
+    text = (f"{o.get('ok', 0)} ok, {o.get('fail', 0)} refused, "
+            f"{o.get('unknown', 0)} unknown")
+    if f.get("client_timeouts"):
+        text += f"; {f['client_timeouts']} sent with a deliberate client timeout"
+    return text
 
 
 def summary_lines(res: LoadtestResult) -> list[str]:
@@ -295,7 +353,7 @@ def summary_lines(res: LoadtestResult) -> list[str]:
         f"arrivals: {a['started']} started of {a['scheduled']} scheduled "
         f"(target {a['target_rate']:.1f}/s, achieved {a['achieved_rate']:.1f}/s on time; "
         f"{a['late']} late, {a['dropped']} dropped)",
-        f"requests: {f['requests']} ({f.get('outcomes', {})}), error rate "
+        f"requests: {f['requests']} ({outcomes_text(f)}), error rate "
         f"{f['error_rate']:.2%}, {f['throughput']:.1f} req/s",
     ]
     if f["requests"]:
@@ -310,6 +368,8 @@ def summary_lines(res: LoadtestResult) -> list[str]:
     held = len(res.report.results) - len(res.report.broken) - len(res.report.skipped)
     lines.append(f"invariants: {held} of {len(res.report.results)} held"
                  + (f", {len(res.report.skipped)} not checked" if res.report.skipped else ""))
+    met = sum(v.passed for v in res.verdicts)
+    lines.append(f"thresholds: {met} of {len(res.verdicts)} met")
     if res.server_warning:
         lines.append(f"the server says it is unsafe: {res.server_warning}")
     return lines

@@ -75,6 +75,9 @@ class Op:
     """A `view_group` / `view_order`: the status the server showed."""
     seen_members: int | None = None
     """A `view_group`: the active members the server showed."""
+    name: str | None = None
+    """The request's name in Locust's statistics (`POST /v1/orders`, `GET /v1/skus/{id}` …):
+    per-name thresholds (`[checks.requests."NAME"]`) are judged on it."""
 
     @classmethod
     def from_json(cls, data: Any) -> Op:

@@ -117,7 +117,8 @@ class Shopper:
             rec = {"worker": self.a.worker, "arrival": self.a.number, "journey": self.a.journey,
                    "user": self.a.user, "op": op, "key": key,
                    "intended": start - self.a.lag, "start": start, "end": time.time(),
-                   "outcome": ans.outcome, "status": ans.status, "code": ans.code}
+                   "outcome": ans.outcome, "status": ans.status, "code": ans.code,
+                   "name": name}
             if timeout is not None and timeout < self.plan.request_timeout:
                 rec["client_timeout"] = timeout
             rec.update({k: v for k, v in fields.items() if v is not None})

@@ -10,7 +10,6 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from campaign.load import Checks
 from loadtests.history import Op
 
 
@@ -78,75 +77,6 @@ def arrival_figures(run_dir: Path, target: float, seconds: float) -> dict[str, A
     out["target_rate"] = target / seconds if seconds else math.nan
     on_time = out["started"] - out["late"]
     out["achieved_rate"] = on_time / seconds if seconds else math.nan
-    return out
-
-
-def _num(x: float, digits: int = 1) -> str:
-    """A figure with enough digits that a missed threshold never prints as equal to it."""
-    return "no requests" if isinstance(x, float) and math.isnan(x) else f"{x:.{digits}f}"
-
-
-def _share(x: float, limit: float) -> str:
-    """A share as a percentage with enough digits to tell it from `limit`."""
-    for digits in range(2, 10):
-        if f"{x:.{digits}%}" != f"{limit:.{digits}%}":
-            return f"{x:.{digits}%}"
-    return f"{x:%}"
-
-
-def threshold_problems(checks: Checks, figures: dict[str, Any],
-                       arrivals: dict[str, Any] | None = None) -> list[str]:
-    """One line per `[checks]` threshold the run missed; with `arrivals`, also the load
-    generator's own shortfalls (dropped or late arrivals, achieved rate below target)."""
-    out = []
-    if checks.max_error_rate is not None and figures["error_rate"] > checks.max_error_rate:
-        rate, limit = figures["error_rate"], checks.max_error_rate
-        out.append(f"threshold missed: error rate {_share(rate, limit)} > max_error_rate "
-                   f"{_share(limit, rate)} ({figures['errors']} of {figures['requests']} "
-                   "requests answered with 5xx or not at all)")
-    for q in (95, 99):
-        limit = getattr(checks, f"p{q}_ms")
-        got = figures.get(f"p{q}_ms", math.nan)
-        if limit is not None and not got <= limit:
-            shown = ("no requests" if math.isnan(got) else
-                     f"{got:.0f} ms" if round(got) > limit else f"{got:.3f} ms")
-            out.append(f"threshold missed: p{q} latency from intended start {shown} > "
-                       f"p{q}_ms {limit:g}")
-    if checks.min_throughput is not None and not figures["throughput"] >= checks.min_throughput:
-        got = figures["throughput"]
-        shown = ("no requests" if math.isnan(got) else f"{got:.1f} req/s"
-                 if round(got, 1) < checks.min_throughput else f"{got:.4f} req/s")
-        out.append(f"threshold missed: throughput {shown} < "
-                   f"min_throughput {checks.min_throughput:g}")
-    if arrivals:
-        out += arrival_problems(checks, arrivals)
-    return out
-
-
-def arrival_problems(checks: Checks, a: dict[str, Any]) -> list[str]:
-    """The load generator did not deliver the schedule: arrivals dropped, too many late, or
-    the achieved rate more than `max_rate_shortfall` below the target. Such a run measured
-    less load than asked for, so it cannot pass."""
-    out = []
-    started, dropped, late = a.get("started", 0), a.get("dropped", 0), a.get("late", 0)
-    scheduled = a.get("scheduled", 0)
-    if dropped > checks.max_dropped:
-        out.append(f"load not delivered: {dropped} of {scheduled} scheduled arrivals dropped "
-                   f"> max_dropped {checks.max_dropped} (raise max_in_flight or use more "
-                   "processes)")
-    if started and late / started > checks.max_late_share:
-        out.append(f"load not delivered: {late} of {started} started arrivals late "
-                   f"({_share(late / started, checks.max_late_share)} > max_late_share "
-                   f"{_share(checks.max_late_share, late / started)})")
-    # The schedule's own count is the target: a Poisson schedule may draw a few arrivals more
-    # or fewer than the expected rate, which is not the load generator's fault.
-    seconds = a.get("seconds") or 0
-    target = scheduled / seconds if scheduled and seconds else a.get("target_rate", math.nan)
-    got = a.get("achieved_rate", math.nan)
-    if (isinstance(target, int | float) and not math.isnan(target) and target > 0
-            and not got >= target * (1 - checks.max_rate_shortfall)):
-        out.append(f"load not delivered: achieved arrival rate {_num(got, 3)}/s is more than "
-                   f"{checks.max_rate_shortfall:.0%} below the target {target:.3f}/s")
     return out
 
 

@@ -19,24 +19,31 @@ import json
 import logging
 import os
 import random
-import socket
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import gevent
 import gevent.event
 from gevent.pool import Group
 from locust import LoadTestShape, events, task
-from locust.contrib.fasthttp import FastHttpSession, FastHttpUser
+from locust.contrib.fasthttp import FastHttpUser
 from locust.runners import MasterRunner, WorkerRunner
 
+from loadtests.api import reach
 from loadtests.history import HistoryHeader, HistoryWriter
-from loadtests.journeys import Arrival, GroupBoard, OrderBoard, Shopper, pick_journey
-from loadtests.plan import Plan, ScenarioFile, prepare_plan
+from loadtests.journeys import (
+    CLIENT_TIMEOUT_SECONDS,
+    Arrival,
+    GroupBoard,
+    OrderBoard,
+    Shopper,
+    pick_journey,
+)
+from loadtests.plan import ABORT_FILE, Plan, ScenarioFile, prepare_plan
 from loadtests.schedule import arrival_times
+from loadtests.target import normalise_host, open_session
 
 log = logging.getLogger("loadtests")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +61,16 @@ class _Process:
         self.done: set[int] = set()
         self.expected_done = 1
         self.failed: str | None = None
+        self.runs = 0
+        """Runs prepared in this process (a web UI can start one after another)."""
+        self.stopped = False
+        """The last run stopped; the next start begins a new one."""
+
+    def new_run(self) -> None:
+        """Forget the last run (its plan, who finished it, why it failed): a new one starts."""
+        self.plan, self.failed = None, None
+        self.done.clear()
+        self.ready.clear()
 
 
 STATE = _Process()
@@ -86,7 +103,11 @@ def _user_class(environment: Any) -> type[OpenWorkloadUser]:
 def _prepare(environment: Any) -> Plan:
     opts = environment.parsed_options
     cls = _user_class(environment)
+    STATE.runs += 1
     if opts.plan:
+        if STATE.runs > 1:
+            raise RuntimeError("a run prepared by `groupbuy loadtest` (--plan) runs once; "
+                               "start Locust without --plan to run again")
         plan = Plan.load(opts.plan)
         if cls.mix is not None:  # the locustfile's own journey mix replaces the scenario's
             plan.mix = dict(cls.mix)
@@ -94,15 +115,28 @@ def _prepare(environment: Any) -> Plan:
         return plan
     if not environment.host:
         raise RuntimeError("no host: pass --host http://127.0.0.1:PORT")
+    host = normalise_host(environment.host)
     if not opts.admin_token:
         raise RuntimeError("no admin token: pass --admin-token or set GROUPBUY_ADMIN_TOKEN")
-    run_dir = opts.run_dir or str(REPO_ROOT / "results" /
-                                  time.strftime("locust-%Y%m%d-%H%M%S"))
+    reach(host, opts.admin_token)  # one line when nothing, or no checkout server, answers
     source = ScenarioFile.read(opts.scenario or REPO_ROOT / cls.default_scenario)
     sched = source.schedule(opts.arrivals or None, rate_scale=opts.rate_scale,
                             duration=opts.schedule_seconds or None)
-    return prepare_plan(environment.host, opts.admin_token, source, sched, run_dir,
-                        mix=cls.mix)
+    return prepare_plan(host, opts.admin_token, source, sched,
+                        fresh_run_dir(opts.run_dir, STATE.runs), mix=cls.mix)
+
+
+def fresh_run_dir(given: str, run: int) -> Path:
+    """The folder of this process's `run`-th run: `--run-dir` for the first (`DIR-2`, `DIR-3` …
+    for runs started again from the web UI), else a new `results/locust-<time>[-n]`."""
+    if given:
+        return Path(given) if run == 1 else Path(f"{given.rstrip('/')}-{run}")
+    base = REPO_ROOT / "results" / time.strftime("locust-%Y%m%d-%H%M%S")
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 
 
 @events.test_start.add_listener
@@ -110,24 +144,33 @@ def _on_test_start(environment: Any, **_: Any) -> None:
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
         return  # the plan comes in a message from the master
-    STATE.done.clear()
-    STATE.ready.clear()
-    STATE.failed = None
+    STATE.new_run()
     try:
         plan = _prepare(environment)
     except Exception as exc:  # shown to the person running Locust, then stop
         STATE.failed = f"cannot prepare the run: {exc}"
         log.error(STATE.failed)
-        gevent.spawn_later(0.1, runner.quit)
+        headless = getattr(environment.parsed_options, "headless", True)
+        # Headless: Locust exits (code 2). Web UI: the run stops and the UI stays, showing
+        # the error in its log, so the next Start can try again.
+        gevent.spawn_later(0.1, runner.quit if headless else runner.stop)
         return
-    log.info("open workload: %.0f arrivals over %.0f s into %s", plan.sched.expected_arrivals,
-             plan.sched.seconds, plan.run_dir)
+    log.info("open workload: %.0f arrivals over %.0f s into %s",
+             plan.sched.expected_arrivals, plan.sched.seconds, plan.run_dir)
     if isinstance(runner, MasterRunner):
         STATE.plan, STATE.expected_done = plan, runner.worker_count
         runner.send_message(PLAN_MESSAGE, {"plan": asdict(plan),
                                            "count": runner.worker_count})
     else:
         _adopt(plan, 0, 1)
+
+
+@events.test_stop.add_listener
+def _on_test_stop(environment: Any, **_: Any) -> None:
+    if isinstance(environment.runner, WorkerRunner):
+        STATE.ready.clear()  # the next run's plan comes in a new message
+    else:
+        STATE.stopped = True  # the next start is a new run (see OpenWorkloadShape.reset_time)
 
 
 @events.quitting.add_listener
@@ -176,11 +219,19 @@ class OpenWorkloadUser(FastHttpUser):
         plan = STATE.plan
         assert plan is not None
         # A pool as large as the journeys in flight: connections are never the bottleneck.
-        self.session = FastHttpSession(
-            self.environment.host or plan.host, request_event=self.environment.events.request,
-            user=self, network_timeout=plan.request_timeout,
-            connection_timeout=plan.request_timeout, concurrency=plan.max_in_flight)
+        # Every journey uses the same client on the same base URL (path prefix, TLS, proxy);
+        # the `timeout` journey's requests go out on a twin that stops waiting for the answer
+        # after CLIENT_TIMEOUT_SECONDS (the request is sent whole; the answer is never read).
+        host = normalise_host(self.environment.host or plan.host)
+        events_ = self.environment.events.request
+        self.session = open_session(host, events_, self, timeout=plan.request_timeout,
+                                    connect_timeout=plan.request_timeout,
+                                    concurrency=plan.max_in_flight)
+        self.impatient = open_session(host, events_, self, timeout=CLIENT_TIMEOUT_SECONDS,
+                                      connect_timeout=plan.request_timeout,
+                                      concurrency=plan.max_in_flight)
         self.journeys = Group()
+        self.abort_asked = False
         # A fresh file with a header naming the run, the sale and this process's share: a
         # checker can tell a partial history, or another run's, from lost data.
         header = HistoryHeader(run_id=plan.run_id, sale_id=plan.sale_id, worker=STATE.index,
@@ -202,11 +253,14 @@ class OpenWorkloadUser(FastHttpUser):
         board, orders = GroupBoard(), OrderBoard()
         t0 = time.time()
         self.counts.update(scheduled=len(times), t0=t0)
+        watcher = gevent.spawn(self._watch_abort, Path(plan.run_dir) / ABORT_FILE)
         for n, offset in enumerate(times):
             intended = t0 + offset
             delay = intended - time.time()
             if delay > 0:
                 gevent.sleep(delay)
+            if self.abort_asked:
+                break
             if len(self.journeys) >= plan.max_in_flight:
                 self.counts["dropped"] += 1
                 continue
@@ -221,11 +275,20 @@ class OpenWorkloadUser(FastHttpUser):
             shopper = Shopper(plan, arrival, self._send, self.writer.write, board,
                               random.Random(rng.random()), orders)
             self.journeys.spawn(self._journey, shopper)
+        watcher.kill()
         self.journeys.join(timeout=plan.drain_seconds)
         self._finish()
         _report_done(self.environment)
         while True:  # the shape stops the run once every process is done
             gevent.sleep(3600)
+
+    def _watch_abort(self, path: Path) -> None:
+        """Stop starting arrivals once the harness asks (abort_on_fail): the journeys in
+        flight finish, the history and arrival counts are written as at a normal end."""
+        while not path.exists():
+            gevent.sleep(0.25)
+        self.abort_asked = True
+        self.counts["aborted"] = True
 
     def _journey(self, shopper: Shopper) -> None:
         a = shopper.a
@@ -241,49 +304,28 @@ class OpenWorkloadUser(FastHttpUser):
 
     def _send(self, method: str, path: str, name: str, headers: dict[str, str], body: Any,
               timeout: float | None) -> tuple[int | None, bytes, str | None, float]:
-        if timeout is not None:
-            return self._send_with_deadline(method, path, name, headers, body, timeout)
+        """One request on the session; with a `timeout` (the `timeout` journey's), on the twin
+        that stops waiting CLIENT_TIMEOUT_SECONDS after sending: a deliberate client timeout
+        is an expected unknown outcome, so a success to Locust, not a failure."""
+        deliberate = timeout is not None
+        session = self.impatient if deliberate else self.session
         start = time.perf_counter()
-        with self.session.request(method, path, name=name, headers=headers, json=body,
-                                  catch_response=True) as resp:
+        with session.request(method, path, name=name, headers=headers, json=body,
+                             catch_response=True) as resp:
             status = resp.status_code or None
             raw = resp.content or b""
             error = None
             if status is None:
                 error = "timeout" if "timed out" in str(resp.error).lower() else "connection"
-                resp.failure(f"no answer: {resp.error}")
+                if deliberate and error == "timeout":
+                    resp.success()  # the journey hung up on purpose
+                else:
+                    resp.failure(f"no answer: {resp.error}")
             elif status >= 500 or (status >= 400 and b'"error"' not in raw):
                 resp.failure(f"HTTP {status}")
             else:
                 resp.success()  # contract errors (sold out, limit reached …) are answers
             return status, raw, error, (time.perf_counter() - start) * 1000
-
-    def _send_with_deadline(self, method: str, path: str, name: str, headers: dict[str, str],
-                            body: Any, timeout: float) -> tuple[int | None, bytes, str | None,
-                                                               float]:
-        """Send the whole request on a connection of its own, wait `timeout` s, then hang up
-        without reading the answer: the server got the request, the client never learns what
-        happened (a fast server would otherwise answer before any realistic deadline)."""
-        url = urlsplit(self.session.base_url)
-        payload = json.dumps(body).encode() if body is not None else b""
-        head = [f"{method} {path} HTTP/1.1", f"Host: {url.netloc}", "Connection: close",
-                f"Content-Length: {len(payload)}", "Content-Type: application/json",
-                *(f"{k}: {v}" for k, v in headers.items())]
-        start = time.perf_counter()
-        error: Exception | None = None
-        try:
-            with socket.create_connection((url.hostname, url.port or 80), timeout=timeout + 5) \
-                    as sock:
-                sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
-                gevent.sleep(timeout)
-        except OSError as exc:
-            error = exc
-        ms = (time.perf_counter() - start) * 1000
-        self.environment.events.request.fire(
-            request_type=method, name=name, response_time=ms, response_length=0,
-            exception=error or TimeoutError(f"client gave up after {timeout * 1000:g} ms"),
-            context={}, response=None, url=path, start_time=time.time())
-        return None, b"", "connection" if error else "timeout", ms
 
     def _finish(self) -> None:
         self.counts["unfinished"] = len(self.journeys)
@@ -301,9 +343,19 @@ class OpenWorkloadUser(FastHttpUser):
 
 
 class OpenWorkloadShape(LoadTestShape):
-    """One scheduler user per load process; stops once every process has drained."""
+    """One scheduler user per load process; stops once every process has drained.
+
+    It reads `--run-time` itself (a bound on the run; `use_common_options`), and forgets a
+    stopped run when Locust starts a new one (`reset_time`), so a web UI's Start runs again."""
 
     abstract = True
+    use_common_options = True
+
+    def reset_time(self) -> None:
+        super().reset_time()
+        if STATE.stopped:  # a new start after a stopped run: before its first tick, forget
+            STATE.stopped = False  # the last run's "done", or it would stop this one at once
+            STATE.new_run()
 
     def tick(self) -> tuple[int, float] | None:
         runner = self.runner
@@ -312,7 +364,7 @@ class OpenWorkloadShape(LoadTestShape):
         processes = runner.worker_count if isinstance(runner, MasterRunner) else 1
         opts = runner.environment.parsed_options
         limit = getattr(opts, "run_time", None) if opts is not None else None
-        if limit and self.get_run_time() >= limit:  # Locust leaves --run-time to the shape
+        if limit and self.get_run_time() >= limit:
             return None
         plan = STATE.plan
         if plan is not None:

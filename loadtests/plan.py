@@ -155,8 +155,11 @@ def prepare_plan(host: str, admin_token: str, source: ScenarioFile, sched: Sched
     return plan
 
 
+ABORT_FILE = "abort"
+"""Written into the run folder to make the load processes stop starting arrivals (the
+harness's abort_on_fail)."""
 STALE_PATTERNS = ("history-*.jsonl", "history.jsonl", "arrivals-*.json", "state.json",
-                  "faults.jsonl")
+                  "faults.jsonl", ABORT_FILE)
 """Files a previous run in the same folder leaves behind that this run would read back."""
 
 

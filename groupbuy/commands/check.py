@@ -7,19 +7,22 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from groupbuy.commands._common import add_admin_token_args, admin_token_from
-
-EXIT_INCOMPLETE = 3
-"""Nothing broken, but not everything could be checked (a partial history, say)."""
+from groupbuy.commands.loadtest import threshold_flag
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("check", help="check the invariants from a load test's history and a "
                        "server's final state",
-                       description="Exit 0: every invariant held; 1: one broke; 2: a mistake "
-                       "in the command or a history that cannot be read; 3: nothing broke, but "
-                       "the history is incomplete so some things were not checked.")
+                       description="Exit 0: every invariant held (and, with --thresholds, "
+                       "every threshold was met); 1: an invariant broke; 2: a mistake in the "
+                       "command, a history that cannot be read or a --host where nothing "
+                       "answers; 3: nothing broke, but not everything could be checked (an "
+                       "incomplete history, a server that answered an error); 99: a threshold "
+                       "was missed. The same table as groupbuy loadtest (docs/loadtests.md, "
+                       "Exit codes).")
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="a load test's results folder "
                    "(history-*.jsonl, plan.json, state.json)")
     p.add_argument("--history", metavar="FILE", default=None, help="one history file instead "
@@ -31,8 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_admin_token_args(p, "the --host server's")
     p.add_argument("--expire", action="store_true", help="with --host: run expiry first (POST "
                    "/v1/admin/expire) and flag reservations and groups left past their deadline")
-    p.add_argument("--out", metavar="DIR", default=None, help="where invariants.json and "
-                   "invariants.txt go (default: the run folder)")
+    p.add_argument("--out", metavar="DIR", default=None, help="where invariants.json, "
+                   "invariants.txt and junit.xml go (default: the run folder)")
+    p.add_argument("--thresholds", action="store_true", help="judge the scenario's [checks] "
+                   "thresholds on the history too (implied by --threshold)")
+    p.add_argument("--threshold", action="append", metavar="[NAME:]KEY=VALUE", default=[],
+                   type=threshold_flag, help="a threshold over the scenario's [checks], as "
+                   "for groupbuy loadtest (repeatable)")
     p.set_defaults(func=run)
 
 
@@ -48,8 +56,11 @@ def run(args: argparse.Namespace) -> int:
         to_text,
     )
     from loadtests.history import HistoryError, read_history_file, read_run
+    from loadtests.junit import write_junit
     from loadtests.plan import Plan
     from loadtests.state import FinalState, StateError
+    from loadtests.target import HostError, normalise_host
+    from loadtests.verdict import ExitCode, exit_code
 
     token, _ = admin_token_from(args)  # a token on the command line is refused first
     if (args.run_dir is None) == (args.history is None):
@@ -70,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
     scenario = args.scenario or (plan.scenario if plan else None)
     if scenario is None:
         raise UsageError(f"--scenario is needed (no plan.json in {folder})")
+    if args.host:
+        try:
+            args.host = normalise_host(args.host)
+        except HostError as exc:
+            raise UsageError(f"--host: {exc}") from None
     if args.expire and not args.host:
         raise UsageError("--expire runs expiry on a live server: it needs --host")
     try:
@@ -91,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
                              "final state")
     except ServerError as exc:
         print(f"groupbuy check: {exc}", file=sys.stderr)
-        return 2
+        # Nothing answering is a wrong address (2); an answer with an error, the server's (3).
+        return ExitCode.USAGE if exc.status is None else ExitCode.HARNESS_FAILURE
     except StateError as exc:
         print(f"groupbuy check: the final state breaks the contract: {exc}", file=sys.stderr)
         return 1
@@ -107,5 +124,30 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     save_report(report, out / "invariants.json", out / "invariants.txt")
     print(to_text(report))
-    print(f"report: {out / 'invariants.txt'} and invariants.json")
-    return {"held": 0, "broken": 1}.get(report.verdict, EXIT_INCOMPLETE)
+    verdicts = (judge_run(load_scenario(scenario), args, history, folder, plan)
+                if args.thresholds or args.threshold else [])
+    for v in verdicts:
+        print(v.line, file=sys.stdout if v.passed else sys.stderr)
+    print(f"report: {out / 'invariants.txt'}, invariants.json and junit.xml")
+    write_junit(out / "junit.xml", f"check {folder.name}", report, verdicts,
+                [f"not checked: {w}" for w in report.warnings])
+    return exit_code(report.verdict == "broken", report.verdict == "incomplete",
+                     any(not v.passed for v in verdicts))
+
+
+def judge_run(scenario: Any, args: argparse.Namespace, history: Any, folder: Path,
+              plan: Any) -> list[Any]:
+    """The thresholds ([checks] and --threshold flags) judged on the history, the run's
+    faults left out, and the load generator's arrival counts when the folder has them."""
+    from groupbuy.commands.loadtest import checks_from_args
+    from loadtests.faults import read_faults
+    from loadtests.metrics import arrival_figures, history_figures
+    from loadtests.thresholds import figures_by_name, judge
+
+    args.abort_on_fail = None
+    checks = checks_from_args(scenario, args)
+    windows = [r.window for r in read_faults(folder / "faults.jsonl")]
+    arrivals = (arrival_figures(folder, plan.sched.expected_arrivals, plan.sched.seconds)
+                if plan is not None and any(folder.glob("arrivals-*.json")) else None)
+    return judge(checks, history_figures(history.ops, windows),
+                 figures_by_name(history.ops, windows), arrivals)

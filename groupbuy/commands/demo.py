@@ -33,14 +33,16 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("groupbuy demo: interrupted; every process it started is stopped",
               file=sys.stderr)
-        return 130
+        return 130  # ExitCode.INTERRUPTED
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from groupbuy.commands.loadtest import print_result
     from loadtests.api import ServerError
-    from loadtests.harness import run_loadtest, summary_lines
+    from loadtests.harness import run_loadtest
     from loadtests.plan import ScenarioFile
     from loadtests.server import ServerStartError
+    from loadtests.verdict import ExitCode
     from sim import load_simulatable, run_simulation
     from sim.report import detail_rows, kpi_table
 
@@ -61,13 +63,9 @@ def _demo(args: argparse.Namespace) -> int:
                            workers=args.workers, seed=args.seed)
     except (ServerError, ServerStartError) as exc:
         print(f"groupbuy demo: {exc}", file=sys.stderr)
-        return 1
-    for line in summary_lines(res):
-        print(line)
-    for line in res.problems:
-        print(line, file=sys.stderr)
-    print(f"\n{'PASSED' if res.passed else 'FAILED'}; results: {out}")
+        return ExitCode.HARNESS_FAILURE
+    print_result(res, out)
     print(f"  simulation: {out / 'simulation' / 'report.html'}")
     print(f"  load test:  {out / 'loadtest' / 'locust_report.html'}, invariants.txt, "
-          "latency.png")
-    return 0 if res.passed else 1
+          "latency.png, junit.xml")
+    return res.exit_code

@@ -18,8 +18,6 @@ from groupbuy.commands._common import (
 )
 from reference_server.stores import SCHEMES
 
-INTERRUPTED = 130
-
 
 def _times(text: str) -> list[float]:
     """`5,12.5` -> [5.0, 12.5] (seconds into the load)."""
@@ -49,6 +47,28 @@ def _fields(spec: str, names: tuple[str, ...], example: str) -> dict[str, Any]:
                                                  f"(want {spec})") from None
         return out
     return parse  # type: ignore[return-value]
+
+
+RUN_KEYS = ("max_error_rate", "p95_ms", "p99_ms", "min_throughput", "max_dropped",
+            "max_late_share", "max_rate_shortfall")
+NAME_KEYS = ("max_error_rate", "p95_ms", "p99_ms", "min_throughput")
+
+
+def threshold_flag(text: str) -> tuple[str | None, str, float]:
+    """`p99_ms=2000` -> (None, 'p99_ms', 2000.0); `POST /v1/orders:p95_ms=800` -> (name, …)."""
+    left, sep, value = text.rpartition("=")
+    name, _, key = left.rpartition(":")
+    key = key.strip()
+    allowed = NAME_KEYS if name else RUN_KEYS
+    if not sep or key not in allowed:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: want [NAME:]KEY=VALUE with KEY one of {', '.join(allowed)}, e.g. "
+            "p99_ms=2000 or 'POST /v1/orders:p95_ms=800'")
+    try:
+        limit = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: {value!r} is not a number") from None
+    return (name.strip() or None), key, limit
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -83,6 +103,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "settings can lose acknowledged orders (e.g. a Redis without persistence)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="output folder (default: results/<scenario>-loadtest-<timestamp>)")
+    t = p.add_argument_group("thresholds (over the scenario's [checks]; a flag wins over the "
+                             "same key in the file)")
+    t.add_argument("--threshold", action="append", metavar="[NAME:]KEY=VALUE", default=[],
+                   type=threshold_flag, help="a threshold on the whole run, or on the requests "
+                   "named NAME (Locust's request name); KEY is max_error_rate, p95_ms, p99_ms "
+                   "or min_throughput (also max_dropped, max_late_share, max_rate_shortfall "
+                   "for the whole run); e.g. 'POST /v1/orders:p95_ms=800' (repeatable)")
+    t.add_argument("--abort-on-fail", action="store_true", default=None,
+                   help="stop the load as soon as an error-rate or latency threshold is "
+                   "missed (after [checks] abort_grace_seconds, default 5)")
     f = p.add_argument_group("faults (any of these replaces the scenario's [faults]; times are "
                              "seconds from the first arrival)")
     f.add_argument("--kill-server", type=_times, metavar="S[,S…]", default=None,
@@ -139,13 +169,30 @@ def faults_from_args(args: argparse.Namespace) -> Any:
         raise UsageError("fault flags: " + "; ".join(problems_from_validation(exc))) from None
 
 
+def checks_from_args(scenario: Any, args: argparse.Namespace) -> Any:
+    """The scenario's [checks] with the threshold flags over it; UsageError when they do not
+    fit the schema."""
+    from pydantic import ValidationError
+
+    from campaign.errors import problems_from_validation
+    from groupbuy.cli import UsageError
+    from loadtests.thresholds import with_overrides
+
+    try:
+        return with_overrides(scenario.checks, args.threshold, args.abort_on_fail)
+    except ValidationError as exc:
+        raise UsageError("--threshold: " + "; ".join(problems_from_validation(exc))) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from groupbuy.cli import UsageError
-    from loadtests.api import AdminClient, ServerError
-    from loadtests.harness import run_loadtest, sigterm_as_interrupt, summary_lines
+    from loadtests.api import ServerError, reach
+    from loadtests.harness import run_loadtest, sigterm_as_interrupt
     from loadtests.plan import ScenarioFile
     from loadtests.schedule import ScheduleError
     from loadtests.server import ServerStartError
+    from loadtests.target import HostError, normalise_host
+    from loadtests.verdict import ExitCode
 
     source = ScenarioFile.read(args.scenario)  # read once; bad files fail before a folder is made
     scenario = source.scenario
@@ -154,11 +201,18 @@ def run(args: argparse.Namespace) -> int:
                                 rate_scale=args.rate_scale)
     except ScheduleError as exc:
         raise UsageError(f"--arrivals: {exc}") from None
+    checks = checks_from_args(scenario, args)
     token, _ = admin_token_from(args)
-    if args.host and not token:
+    host = None
+    if args.host:
+        try:
+            host = normalise_host(args.host)
+        except HostError as exc:
+            raise UsageError(f"--host: {exc}") from None
+    if host and not token:
         raise UsageError("--host needs the server's admin token (--admin-token-file FILE or "
                          "GROUPBUY_ADMIN_TOKEN)")
-    if args.host and args.store:
+    if host and args.store:
         raise UsageError("--store picks the store of a server the run starts; with --host "
                          "the server is already running")
     if args.store and urlsplit(args.store).scheme not in SCHEMES:
@@ -169,35 +223,43 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--locustfile: {locustfile} not found")
     faults = faults_from_args(args)
     own = (faults if faults is not None else scenario.faults)
-    if args.host and own is not None and own.needs_own_server:
+    if host and own is not None and own.needs_own_server:
         raise UsageError(f"{', '.join(own.needs_own_server)}: these faults need a server the "
                          "run starts, not --host")
-    if args.host:
+    if host:
         try:
-            with AdminClient(args.host, token) as admin:
-                admin.health()
+            reach(host, token)
         except ServerError as exc:
             raise UsageError(f"--host: {exc}") from None
     out = run_dir(args.scenario, args.out, "loadtest")
     extra = {"locustfile": locustfile.resolve()} if locustfile else {}
     try:
         with sigterm_as_interrupt():
-            res = run_loadtest(source, sched, out, host=args.host, store=args.store,
+            res = run_loadtest(source, sched, out, host=host, store=args.store,
                                workers=args.workers, admin_token=token,
                                processes=args.processes, seed=args.seed, faults=faults,
                                allow_unsafe_durability=args.allow_unsafe_durability,
-                               **extra)
+                               checks=checks, **extra)
     except KeyboardInterrupt:
         print(f"groupbuy loadtest: interrupted; every process it started is stopped; results "
               f"(incomplete): {out}", file=sys.stderr)
-        return INTERRUPTED
+        return ExitCode.INTERRUPTED
     except (ServerError, ServerStartError) as exc:
         print(f"groupbuy loadtest: {exc}", file=sys.stderr)
         print(f"results (incomplete): {out}", file=sys.stderr)
-        return 1
+        return ExitCode.HARNESS_FAILURE
+    print_result(res)
+    return res.exit_code
+
+
+def print_result(res: Any, folder: Path | None = None) -> None:
+    """The summary on stdout, one line per problem on stderr, then the verdict."""
+    from loadtests.harness import summary_lines
+
     for line in summary_lines(res):
         print(line)
     for line in res.problems:
         print(line, file=sys.stderr)
-    print(f"{'PASSED' if res.passed else 'FAILED'}; results: {res.run_dir}")
-    return 0 if res.passed else 1
+    verdict = "PASSED" if res.passed else f"FAILED (exit code {int(res.exit_code)})"
+    print(f"{verdict}; results: {folder or res.run_dir}")
+    print(f"JUnit XML for CI: {res.run_dir / 'junit.xml'}")

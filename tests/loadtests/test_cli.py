@@ -15,8 +15,8 @@ import pytest
 
 from campaign.scenario import load_scenario
 from loadtests.history import HistoryHeader
-from loadtests.server import ServerProcess
 from tests.support import ROOT, SCENARIOS
+from tests.support.servers import reference_server
 
 TOKEN = "load-cli-test-token"
 ENV = {k: v for k, v in os.environ.items() if k != "GROUPBUY_ADMIN_TOKEN"}
@@ -33,10 +33,8 @@ def run(*args: str, timeout: float = 90,
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
-    d = tmp_path_factory.mktemp("server")
-    with ServerProcess(SCENARIOS / "default.toml", f"sqlite:///{d / 's.sqlite3'}", 2, TOKEN,
-                       d / "server.log") as srv:
-        yield srv.url
+    with reference_server(tmp_path_factory.mktemp("server"), TOKEN) as url:
+        yield url
 
 
 @pytest.mark.slow
@@ -123,12 +121,12 @@ def test_a_missed_threshold_fails_the_run_and_says_which(server: str, tmp_path: 
     out = tmp_path / "run"
     proc = run("loadtest", str(scenario), "--host", server, "--duration", "2",
                "--out", str(out), token=TOKEN)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.returncode == 99, proc.stdout + proc.stderr
     assert "threshold missed: p99 latency from intended start" in proc.stderr
     assert "> p99_ms 0.001" in proc.stderr
     assert "threshold missed: throughput" in proc.stderr and "min_throughput 100000" in proc.stderr
     assert "invariant broken" not in proc.stderr
-    assert "FAILED; results:" in proc.stdout
+    assert "FAILED (exit code 99); results:" in proc.stdout
 
 
 @pytest.mark.slow
@@ -286,7 +284,7 @@ def arrivals(**kw: float) -> dict[str, float]:
 
 def test_dropped_late_or_slow_arrivals_fail_the_run() -> None:
     from campaign.load import Checks
-    from loadtests.metrics import threshold_problems
+    from loadtests.thresholds import threshold_problems
 
     figures = {"requests": 10, "errors": 0, "error_rate": 0.0, "throughput": 5.0,
                "p95_ms": 1.0, "p99_ms": 1.0}
@@ -311,7 +309,7 @@ def test_threshold_messages_never_contradict_themselves() -> None:
     import math
 
     from campaign.load import Checks
-    from loadtests.metrics import threshold_problems
+    from loadtests.thresholds import threshold_problems
 
     figures = {"requests": 100000, "errors": 1001, "error_rate": 1001 / 100000,
                "throughput": 99.99, "p95_ms": 2000.4, "p99_ms": math.nan}

@@ -14,7 +14,7 @@ from campaign.load import Checks, Load
 from campaign.scenario import load_scenario, parse_scenario, read_scenario_data
 from loadtests.history import Op
 from loadtests.journeys import classify
-from loadtests.metrics import history_figures, percentile, threshold_problems
+from loadtests.metrics import history_figures, percentile
 from loadtests.schedule import (
     Piece,
     Schedule,
@@ -24,6 +24,7 @@ from loadtests.schedule import (
     read_arrivals_csv,
     squeeze,
 )
+from loadtests.thresholds import threshold_problems
 from tests.support import SCENARIOS
 
 

@@ -11,12 +11,23 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from loadtests.server import ServerProcess
+from tests.support import SCENARIOS
 
 HERE = Path(__file__).resolve().parent
 TOKEN = "wrong-server-admin-token"
 
 StartServer = Callable[..., ServerProcess]
 """The `start_server` fixture (tests/conftest.py): starts the reference server for a test."""
+
+
+@contextlib.contextmanager
+def reference_server(folder: Path, token: str,
+                     scenario: Path = SCENARIOS / "default.toml") -> Iterator[str]:
+    """The reference server on a fresh SQLite file in `folder` (2 workers), for a whole test
+    module; yields its URL."""
+    with ServerProcess(scenario, f"sqlite:///{folder / 's.sqlite3'}", 2, token,
+                       folder / "server.log") as srv:
+        yield srv.url
 
 
 class WrongServer(ServerProcess):
