@@ -59,11 +59,11 @@ def locust_rate(host: str, token: str, rate: float, seconds: float, work: Path) 
                progress=False)
     history = read_history(run_dir / "history-0.jsonl")
     arrivals = json.loads((run_dir / "arrivals-0.json").read_text())
-    ok = [r for r in history if r["outcome"] == "ok"]
-    span = max(r["end"] for r in history) - min(r["intended"] for r in history)
+    ok = [r for r in history if r.outcome == "ok"]
+    span = max(r.end for r in history) - min(r.intended for r in history)
     achieved = len(ok) / span if span > 0 else 0.0
     late = arrivals["late"] / max(arrivals["scheduled"], 1)
-    lags = [r["start"] - r["intended"] for r in history]
+    lags = [r.start - r.intended for r in history]
     return {"target": rate, "achieved": achieved, "ratio": achieved / rate,
             "late_share": late, "errors": len(history) - len(ok),
             "p99_lag_ms": 1000 * percentile(lags, 99) if lags else 0.0,

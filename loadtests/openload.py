@@ -34,7 +34,7 @@ from locust.contrib.fasthttp import FastHttpSession, FastHttpUser
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.history import HistoryHeader, HistoryWriter
-from loadtests.journeys import Arrival, GroupBoard, OrderBoard, Shopper, pick_journey
+from loadtests.journeys import Arrival, GroupBoard, JourneyPicker, OrderBoard, Shopper
 from loadtests.plan import Plan, ScenarioFile, prepare_plan
 from loadtests.schedule import arrival_times
 
@@ -200,6 +200,7 @@ class OpenWorkloadUser(FastHttpUser):
         fresh = iter(sorted(plan.adversaries)[STATE.index::STATE.count])
         rng = random.Random(f"{plan.seed}:{STATE.index}")
         board, orders = GroupBoard(), OrderBoard()
+        pick_journey = JourneyPicker(plan.mix)
         t0 = time.time()
         self.counts.update(scheduled=len(times), t0=t0)
         for n, offset in enumerate(times):
@@ -211,15 +212,15 @@ class OpenWorkloadUser(FastHttpUser):
                 self.counts["dropped"] += 1
                 continue
             user = rng.choice(users)
-            journey = pick_journey(plan.mix, rng)
+            journey = pick_journey(rng)
             own = next(fresh, None) if journey == "adversarial" else None
             if own is not None:
                 arrival = Arrival(STATE.index, n, journey, own, plan.adversaries[own],
                                   intended, fresh=True)
             else:
                 arrival = Arrival(STATE.index, n, journey, user, plan.tokens[user], intended)
-            shopper = Shopper(plan, arrival, self._send, self.writer.write, board,
-                              random.Random(rng.random()), orders)
+            shopper = Shopper(plan, arrival, self._send, self.writer.write, board, rng.random(),
+                              orders)
             self.journeys.spawn(self._journey, shopper)
         self.journeys.join(timeout=plan.drain_seconds)
         self._finish()

@@ -17,7 +17,9 @@ from campaign.scenario import load_scenario
 from loadtests.history import HistoryHeader
 from loadtests.server import ServerProcess
 from tests.support import ROOT, SCENARIOS
+from tests.support.scenarios import under_load
 
+pytestmark = pytest.mark.xdist_group("load")  # see test_gate.py
 TOKEN = "load-cli-test-token"
 ENV = {k: v for k, v in os.environ.items() if k != "GROUPBUY_ADMIN_TOKEN"}
 
@@ -40,7 +42,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 def test_distributed_mixed_traffic_against_a_running_server_then_check(
         server: str, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = run("loadtest", str(SCENARIOS / "default.toml"), "--host", server,
+    proc = run("loadtest", str(under_load("default.toml", tmp_path)), "--host", server,
                "--admin-token", TOKEN, "--locustfile", str(ROOT / "loadtests" / "mixed.py"),
                "--processes", "2", "--duration", "8", "--rate-scale", "3", "--seed", "11",
                "--out", str(out))

@@ -18,8 +18,9 @@ import pytest
 
 from loadtests.faults import ChaosProxy, read_faults
 from tests.support import ROOT, SCENARIOS
+from tests.support.scenarios import under_load
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("load")]  # see test_gate.py
 ENV = {k: v for k, v in os.environ.items() if k != "GROUPBUY_ADMIN_TOKEN"}
 
 
@@ -30,7 +31,8 @@ def groupbuy(exe: str, *args: str, timeout: float = 120) -> subprocess.Completed
 def test_a_paused_worker_and_a_flaky_proxy_lose_nothing(groupbuy_exe: str,
                                                         tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = groupbuy(groupbuy_exe, "loadtest", str(SCENARIOS / "default.toml"), "--duration", "8",
+    proc = groupbuy(groupbuy_exe, "loadtest", str(under_load("default.toml", tmp_path)),
+                    "--duration", "8",
                     "--workers", "2", "--seed", "3", "--pause-worker", "2:1.5",
                     "--proxy", "4:2.5:100:0.25", "--out", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,7 +1,7 @@
 """Deliberately wrong servers (tests/support/wrong_server.py: the reference app with one step
 changed) break the invariant meant to catch them — every time, not by luck. The same runs
-against the correct reference server hold (tests/loadtests/test_gate.py, and the adversarial scenario
-below)."""
+against the correct reference server hold (tests/loadtests/test_gate.py, and the adversarial
+scenario below)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ from loadtests.checker import render
 from loadtests.server import ServerProcess
 from tests.support import SCENARIOS
 from tests.support.burst import race, scenario_file
+from tests.support.scenarios import under_load
 from tests.support.servers import WrongServer
 from tests.support.stores import redis_prefix
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("load")]  # see test_gate.py
 ENV = {k: v for k, v in os.environ.items() if k != "GROUPBUY_ADMIN_TOKEN"}
 RACE_RUNS = 10
 
@@ -45,7 +46,7 @@ def findings(report: dict[str, Any], name: str) -> list[dict[str, Any]]:
 
 def test_the_adversarial_scenario_holds_on_the_reference_server(groupbuy_exe: str,
                                                                 tmp_path: Path) -> None:
-    report = loadtest(groupbuy_exe, SCENARIOS / "adversarial.toml", tmp_path / "run")
+    report = loadtest(groupbuy_exe, under_load("adversarial.toml", tmp_path), tmp_path / "run")
     assert report["exit"] == 0 and report["verdict"] == "held", report["stderr"]
     note = next(r for r in report["invariants"] if r["name"] == "adversarial")["note"]
     for probe in ("unclaimed_coupon", "used_coupon", "foreign_pay", "late_pay",
