@@ -67,18 +67,24 @@ def latency_allowance() -> float:
     return min(max(1.0, per_cpu), LATENCY_ALLOWANCE_CAP)
 
 
+TIME_LIMITS = ("p95_ms", "p99_ms", "request_timeout_seconds", "late_tolerance_seconds")
+"""The settings of a scenario that are times a busy machine stretches."""
+
+
 def under_load(name: str, folder: Path) -> Path:
-    """A copy of `scenarios/NAME` in `folder` whose `[checks]` latency limits (p95_ms, p99_ms)
-    are scaled by `latency_allowance()`; everything else, invariants and rate checks included,
-    is the shipped file's."""
+    """A copy of `scenarios/NAME` in `folder` whose time limits (`TIME_LIMITS`: latency
+    thresholds, the client's request timeout, the late tolerance of arrivals) are scaled by
+    `latency_allowance()`; everything else, invariants, error rate and arrival rate checks
+    included, is the shipped file's."""
     text = (SCENARIOS / name).read_text()
     scale = latency_allowance()
 
     def scaled(m: re.Match[str]) -> str:
         return f"{m.group(1)}{float(m.group(2)) * scale:g}"
 
-    out, n = re.subn(r"(?m)^(p9[59]_ms\s*=\s*)([\d.]+)", scaled, text)
-    assert n, f"{name} has no latency limit to scale"
+    keys = "|".join(TIME_LIMITS)
+    out, n = re.subn(rf"(?m)^((?:{keys})\s*=\s*)([\d.]+)", scaled, text)
+    assert n, f"{name} has no time limit to scale"
     path = folder / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(out)
