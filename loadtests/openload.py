@@ -35,6 +35,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.history import HistoryHeader, HistoryWriter
 from loadtests.journeys import Arrival, GroupBoard, JourneyPicker, OrderBoard, Shopper
+from loadtests.lookups import remember_lookups
 from loadtests.plan import Plan, ScenarioFile, prepare_plan
 from loadtests.schedule import arrival_times
 
@@ -162,31 +163,6 @@ def _report_done(environment: Any) -> None:
         STATE.done.add(STATE.index)
 
 
-class _RememberingResolver:
-    """The hub's name resolver, remembering its answers for the run: a load process opens
-    thousands of connections to one host, and gevent's default resolver hands every lookup
-    to a thread (a switch and a lock each time), which made opening connections the load
-    generator's costliest step. Failed lookups are not remembered."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.answers: dict[tuple[Any, ...], Any] = {}
-
-    def getaddrinfo(self, *args: Any) -> Any:
-        if args not in self.answers:
-            self.answers[args] = self.inner.getaddrinfo(*args)
-        return self.answers[args]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-
-def _remember_lookups() -> None:
-    hub = gevent.get_hub()
-    if not isinstance(hub.resolver, _RememberingResolver):
-        hub.resolver = _RememberingResolver(hub.resolver)
-
-
 class OpenWorkloadUser(FastHttpUser):
     """The arrival scheduler of one load process. Subclass it in a locustfile, naming the
     scenario it runs by default and, optionally, a journey mix replacing the scenario's."""
@@ -200,7 +176,7 @@ class OpenWorkloadUser(FastHttpUser):
             raise RuntimeError("no plan arrived from the master within 30 s")
         plan = STATE.plan
         assert plan is not None
-        _remember_lookups()
+        remember_lookups()
         # A pool as large as the journeys in flight: connections are never the bottleneck.
         self.session = FastHttpSession(
             self.environment.host or plan.host, request_event=self.environment.events.request,
