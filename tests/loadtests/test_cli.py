@@ -17,6 +17,7 @@ from campaign.scenario import load_scenario
 from loadtests.history import HistoryHeader
 from loadtests.server import ServerProcess
 from tests.support import ROOT, SCENARIOS
+from tests.support.commands import run_command
 from tests.support.scenarios import under_load
 
 pytestmark = pytest.mark.xdist_group("load")  # see test_gate.py
@@ -26,8 +27,7 @@ ENV = {k: v for k, v in os.environ.items() if k != "GROUPBUY_ADMIN_TOKEN"}
 
 def run(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).parent / "groupbuy"
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout,
-                          env=ENV)
+    return run_command([str(exe), *args], timeout=timeout, env=ENV)
 
 
 @pytest.fixture(scope="module")
@@ -132,11 +132,10 @@ def test_a_locustfile_runs_directly_and_never_appends(server: str, tmp_path: Pat
     out = tmp_path / "direct"
     heads = []
     for _ in range(2):  # the same run folder twice: the second run replaces the first's files
-        proc = subprocess.run(
+        proc = run_command(
             [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "flash_sale.py"),
              "--host", server, "--admin-token", TOKEN, "--headless", "--run-dir", str(out),
-             "--schedule-seconds", "3", "--only-summary"],
-            capture_output=True, text=True, timeout=60, cwd=tmp_path, env=ENV)
+             "--schedule-seconds", "3", "--only-summary"], timeout=60, cwd=tmp_path, env=ENV)
         assert proc.returncode in (0, 1), proc.stderr[-2000:]  # 1: Locust saw failed requests
         arrivals = json.loads((out / "arrivals-0.json").read_text())
         assert arrivals["started"] == arrivals["scheduled"] > 50
@@ -231,9 +230,8 @@ def test_a_reused_output_folder_does_not_mix_the_previous_run_in(tmp_path: Path)
     exe = Path(sys.executable).parent / "groupbuy"
     out = tmp_path / "run"
     for _ in range(2):
-        proc = subprocess.run([str(exe), "loadtest", "scenarios/flash_sale.toml", "--duration",
-                               "2", "--out", str(out)], capture_output=True, text=True,
-                              timeout=90, env=ENV, cwd=ROOT)
+        proc = run_command([str(exe), "loadtest", "scenarios/flash_sale.toml", "--duration", "2",
+                            "--out", str(out)], timeout=90, env=ENV, cwd=ROOT)
         assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     history = records(out / "history.jsonl")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.commands import run_command
 from tests.support.scenarios import latency_allowance, under_load
 from tests.support.stores import postgres_schema, redis_prefix
 
@@ -26,8 +27,7 @@ def gate(exe: str, out: Path, store: str, *extra: str) -> subprocess.CompletedPr
     (`under_load`): on a shared machine latency grows with the queue for CPUs."""
     scenario = under_load("flash_sale.toml", out.parent / "scenario")
     cmd = [exe, "loadtest", str(scenario), *GATE, "--store", store, "--out", str(out), *extra]
-    return subprocess.run(cmd, capture_output=True, text=True,
-                          timeout=RUN_LIMIT * latency_allowance())
+    return run_command(cmd, timeout=RUN_LIMIT * latency_allowance())
 
 
 def assert_passed(proc: subprocess.CompletedProcess[str], out: Path) -> None:
@@ -107,8 +107,7 @@ def test_group_buy_run_with_failing_groups_passes_on_sqlite(groupbuy_exe: str,
     cmd = [groupbuy_exe, "loadtest", str(under_load("group_buy_two_tier.toml", tmp_path)),
            "--duration", "10", "--workers", "2", "--store",
            f"sqlite:///{tmp_path / 'groups.sqlite3'}", "--out", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True,
-                          timeout=RUN_LIMIT * latency_allowance())
+    proc = run_command(cmd, timeout=RUN_LIMIT * latency_allowance())
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((out / "invariants.json").read_text())
     groups = next(r for r in report["invariants"] if r["name"] == "groups")
