@@ -31,6 +31,7 @@ from typing import Any
 from tqdm import tqdm
 
 from campaign.load import Faults, Load
+from campaign.redact import redact_url
 from campaign.scenario import Scenario
 from loadtests.api import AdminClient, ServerError
 from loadtests.checker import Report, check, rules_from_campaign, save_report
@@ -309,7 +310,8 @@ def run_loadtest(source: ScenarioFile, sched: Schedule, run_dir: Path, *,
                "verdict": report.verdict,
                "load": (scenario.load or Load()).model_dump(), "locust_exit_code": code,
                "faults": [r.__dict__ for r in records], "server_health": health}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    # A store URL (or a restart-store command) may carry a password; CI uploads this folder.
+    (run_dir / "summary.json").write_text(redact_url(json.dumps(summary, indent=2, default=str)))
     return LoadtestResult(run_dir, report, figures, arrivals, problems,
                           server_warning=health.get("warning") if health.get("safe") is False
                           else None, faults=records)

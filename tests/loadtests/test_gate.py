@@ -6,6 +6,7 @@ deliberately unsafe store."""
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 from pathlib import Path
 
@@ -87,8 +88,17 @@ def test_gate_fails_on_the_unsafe_store(groupbuy_exe: str,
 @pytest.mark.postgres
 def test_gate_passes_on_postgres(groupbuy_exe: str, postgres_url: str, tmp_path: Path) -> None:
     with postgres_schema(postgres_url) as url:
+        # Trust auth ignores the password; it is there to prove no output file or line shows it.
+        password = "gate-" + secrets.token_hex(6)
+        url = url.replace("postgres@", f"postgres:{password}@", 1)
+        assert password in url
         out = tmp_path / "run"
-        assert_passed(gate(groupbuy_exe, out, url), out)
+        proc = gate(groupbuy_exe, out, url)
+        assert_passed(proc, out)
+        assert password not in proc.stdout + proc.stderr
+        leaks = [f.name for f in out.iterdir()
+                 if f.is_file() and password in f.read_text("utf-8", "replace")]
+        assert leaks == [], f"the store password is in {leaks}"
 
 
 @pytest.mark.redis
