@@ -73,13 +73,13 @@ def main(argv: list[str]) -> int:
 
 
 def _parallel(pytest_args: list[str]) -> list[str]:
-    """pytest-xdist options: one worker per CPU, load tests one at a time on a worker of their
-    own (`xdist_group("load")`), the rest shared out; none when the caller chose (-n,
-    --dist, -p no:xdist)."""
+    """pytest-xdist options: one worker per CPU, each test file on one worker (so the load
+    tests of a file, such as the gate's, never run at once and measure each other); none when
+    the caller chose (-n, --dist, -p no:xdist)."""
     if any(a.startswith(("-n", "--numprocesses", "--dist")) or a == "no:xdist"
            for a in pytest_args):
         return []
-    return ["-n", "auto", "--dist", "loadgroup"]
+    return ["-n", "auto", "--dist", "loadfile"]
 
 
 if __name__ == "__main__":

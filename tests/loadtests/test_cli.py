@@ -20,7 +20,6 @@ from tests.support import ROOT, SCENARIOS
 from tests.support.commands import run_command
 from tests.support.scenarios import under_load
 
-pytestmark = pytest.mark.xdist_group("load")  # see test_gate.py
 TOKEN = "load-cli-test-token"
 ENV = {k: v for k, v in os.environ.items() if k != "GROUPBUY_ADMIN_TOKEN"}
 

@@ -21,7 +21,7 @@ from tests.support import ROOT, SCENARIOS
 from tests.support.commands import run_command
 from tests.support.scenarios import under_load
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("load")]  # see test_gate.py
+pytestmark = pytest.mark.slow
 ENV = {k: v for k, v in os.environ.items() if k != "GROUPBUY_ADMIN_TOKEN"}
 
 

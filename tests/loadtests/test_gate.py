@@ -16,9 +16,9 @@ from tests.support.commands import run_command
 from tests.support.scenarios import latency_allowance, under_load
 from tests.support.stores import postgres_schema, redis_prefix
 
-# One load test at a time on a worker of their own (`--dist loadgroup`): two at once on a
-# small machine would measure each other.
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("load")]
+# `lab.py test` runs a file's tests on one worker (`--dist loadfile`): two gate runs at once on
+# a small machine would measure each other.
+pytestmark = pytest.mark.slow
 GATE = ["--duration", "15", "--rate-scale", "3", "--workers", "2"]
 RUN_LIMIT = 60  # seconds: the gate must stay a one-minute job (on a machine of its own)
 

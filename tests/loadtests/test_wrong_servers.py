@@ -21,7 +21,7 @@ from tests.support.scenarios import under_load
 from tests.support.servers import WrongServer
 from tests.support.stores import redis_prefix
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("load")]  # see test_gate.py
+pytestmark = pytest.mark.slow
 ENV = {k: v for k, v in os.environ.items() if k != "GROUPBUY_ADMIN_TOKEN"}
 RACE_RUNS = 10
 
