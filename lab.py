@@ -31,7 +31,8 @@ USAGE = """usage: python3 lab.py COMMAND [ARGS...]
   run [SCENARIO] [ARGS...]  the main job: simulate the scenario (default: scenarios/default.toml),
                             serve it on SQLite, load-test it with the simulated arrival curve,
                             check the invariants, write everything under results/
-  test [PYTEST ARGS...]     ruff, then the whole test suite
+  test [PYTEST ARGS...]     ruff, then the whole test suite (in parallel: one pytest-xdist
+                            worker per CPU; pass -n 0 to run it in one process)
   groupbuy ARGS...          any groupbuy sub-command inside the lab's environment
   install [EXTRA...]        install extras without running anything (default: all); extras:
                             sim, planner, distributed, server, loadtest, all, dev
@@ -113,7 +114,17 @@ def main(argv: list[str]) -> int:
     code = _run([str(BIN / "ruff"), "check", "."])
     if code != 0:
         return code
-    return _run([str(BIN / "python"), "-m", "pytest", *rest])
+    return _run([str(BIN / "python"), "-m", "pytest", *_parallel(rest), *rest])
+
+
+def _parallel(pytest_args: list[str]) -> list[str]:
+    """pytest-xdist options: one worker per CPU, each test file on one worker (so the load
+    tests of a file, such as the gate's, never run at once and measure each other); none when
+    the caller chose (-n, --dist, -p no:xdist)."""
+    if any(a.startswith(("-n", "--numprocesses", "--dist")) or a == "no:xdist"
+           for a in pytest_args):
+        return []
+    return ["-n", "auto", "--dist", "loadfile"]
 
 
 if __name__ == "__main__":

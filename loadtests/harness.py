@@ -185,6 +185,31 @@ def wait_for_deadlines(history: History, plan: Plan, progress: bool) -> None:
         time.sleep(wait)
 
 
+SETTLE_TIMEOUT = 120.0
+"""Seconds to wait for a server to finish the requests still queued in it after a run."""
+
+
+def wait_until_settled(admin: AdminClient, timeout: float = SETTLE_TIMEOUT,
+                       interval: float = 0.5) -> bool:
+    """Wait until two ledger reads `interval` apart agree. Requests the clients gave up on can
+    still sit in an overloaded server's queue after the run and land one by one; a final
+    state read meanwhile (ledger and exports are separate requests) is no snapshot, and the
+    checker would blame the server for the difference. False if it never settled."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            ledger = admin.ledger()
+            now = {k: v for k, v in ledger.items() if k != "now"}
+        except ServerError:
+            now = None
+        if now is not None and now == last:
+            return True
+        last = now
+        time.sleep(interval)
+    return False
+
+
 def read_final_state(host: str, admin_token: str, server: ServerProcess | None
                      ) -> tuple[FinalState | None, dict[str, Any], list[str]]:
     """Run expiry and read the final state, whatever went wrong before: (state or None,
@@ -200,12 +225,16 @@ def read_final_state(host: str, admin_token: str, server: ServerProcess | None
             return None, {}, problems
     health: dict[str, Any] = {}
     with AdminClient(host, admin_token) as admin:
+        if not wait_until_settled(admin):
+            problems.append(f"the server's ledger was still changing {SETTLE_TIMEOUT:g} s after "
+                            "the run; the final state may be read mid-change")
         expired = True
         try:
             admin.expire()
         except ServerError as exc:
             expired = False
             problems.append(f"expiry could not run: {exc}")
+            wait_until_settled(admin)  # an expiry that timed out may still be running
         try:
             state = admin.final_state(expiry_ran=expired)
         except ServerError as exc:

@@ -8,12 +8,14 @@ latency from intended start, not only in the first.
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import gevent
@@ -89,10 +91,16 @@ class Shopper:
 
     def __init__(self, plan: Plan, arrival: Arrival, send: Send,
                  record: Callable[[Op], None], groups: GroupBoard,
-                 rng: random.Random, orders: OrderBoard | None = None) -> None:
+                 seed: float, orders: OrderBoard | None = None) -> None:
         self.plan, self.a, self.send, self.record = plan, arrival, send, record
-        self.groups, self.rng = groups, rng
+        self.groups, self.seed = groups, seed
         self.orders = orders if orders is not None else OrderBoard()
+
+    @cached_property
+    def rng(self) -> random.Random:
+        """This shopper's own random stream, made on first use (seeding one costs more than a
+        ping journey, which never draws)."""
+        return random.Random(self.seed)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -123,7 +131,8 @@ class Shopper:
                 rec["client_timeout"] = timeout
             rec.update({k: v for k, v in fields.items() if v is not None})
             self._note_result(op, ans, rec)
-            self.record(Op.from_json(rec))  # typed: a misspelt field fails here, not later
+            # A misspelt field fails here, not later; types are checked when it is read back.
+            self.record(Op(**rec))
         return ans
 
     @staticmethod
@@ -451,7 +460,12 @@ class GroupBoard:
         return rng.choice(sorted(live))
 
 
-def pick_journey(mix: dict[str, float], rng: random.Random) -> str:
-    """A journey name drawn by the mix weights."""
-    names = [n for n, w in mix.items() if w > 0]
-    return rng.choices(names, weights=[mix[n] for n in names])[0]
+class JourneyPicker:
+    """Draws journey names by the mix weights (the cumulative weights computed once)."""
+
+    def __init__(self, mix: dict[str, float]) -> None:
+        self.names = [n for n, w in mix.items() if w > 0]
+        self.cum_weights = list(itertools.accumulate(mix[n] for n in self.names))
+
+    def __call__(self, rng: random.Random) -> str:
+        return rng.choices(self.names, cum_weights=self.cum_weights)[0]

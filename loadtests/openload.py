@@ -37,10 +37,11 @@ from loadtests.journeys import (
     CLIENT_TIMEOUT_SECONDS,
     Arrival,
     GroupBoard,
+    JourneyPicker,
     OrderBoard,
     Shopper,
-    pick_journey,
 )
+from loadtests.lookups import remember_lookups
 from loadtests.plan import ABORT_FILE, Plan, ScenarioFile, prepare_plan
 from loadtests.schedule import arrival_times
 from loadtests.target import normalise_host, open_session
@@ -218,6 +219,7 @@ class OpenWorkloadUser(FastHttpUser):
             raise RuntimeError("no plan arrived from the master within 30 s")
         plan = STATE.plan
         assert plan is not None
+        remember_lookups()
         # A pool as large as the journeys in flight: connections are never the bottleneck.
         # Every journey uses the same client on the same base URL (path prefix, TLS, proxy);
         # the `timeout` journey's requests go out on a twin that stops waiting for the answer
@@ -251,6 +253,7 @@ class OpenWorkloadUser(FastHttpUser):
         fresh = iter(sorted(plan.adversaries)[STATE.index::STATE.count])
         rng = random.Random(f"{plan.seed}:{STATE.index}")
         board, orders = GroupBoard(), OrderBoard()
+        pick_journey = JourneyPicker(plan.mix)
         t0 = time.time()
         self.counts.update(scheduled=len(times), t0=t0)
         watcher = gevent.spawn(self._watch_abort, Path(plan.run_dir) / ABORT_FILE)
@@ -265,15 +268,15 @@ class OpenWorkloadUser(FastHttpUser):
                 self.counts["dropped"] += 1
                 continue
             user = rng.choice(users)
-            journey = pick_journey(plan.mix, rng)
+            journey = pick_journey(rng)
             own = next(fresh, None) if journey == "adversarial" else None
             if own is not None:
                 arrival = Arrival(STATE.index, n, journey, own, plan.adversaries[own],
                                   intended, fresh=True)
             else:
                 arrival = Arrival(STATE.index, n, journey, user, plan.tokens[user], intended)
-            shopper = Shopper(plan, arrival, self._send, self.writer.write, board,
-                              random.Random(rng.random()), orders)
+            shopper = Shopper(plan, arrival, self._send, self.writer.write, board, rng.random(),
+                              orders)
             self.journeys.spawn(self._journey, shopper)
         watcher.kill()
         self.journeys.join(timeout=plan.drain_seconds)

@@ -16,6 +16,8 @@ import pytest
 from campaign.scenario import load_scenario
 from loadtests.history import HistoryHeader
 from tests.support import ROOT, SCENARIOS
+from tests.support.commands import run_command
+from tests.support.scenarios import under_load
 from tests.support.servers import reference_server
 
 TOKEN = "load-cli-test-token"
@@ -27,8 +29,7 @@ def run(*args: str, timeout: float = 90,
     """`groupbuy ARGS`; `token` goes in $GROUPBUY_ADMIN_TOKEN (never on the command line)."""
     exe = Path(sys.executable).parent / "groupbuy"
     env = ENV if token is None else {**ENV, "GROUPBUY_ADMIN_TOKEN": token}
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout,
-                          env=env)
+    return run_command([str(exe), *args], timeout=timeout, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def test_distributed_mixed_traffic_against_a_running_server_then_check(
     out = tmp_path / "run"
     token_file = tmp_path / "admin-token"
     token_file.write_text(TOKEN + "\n")
-    proc = run("loadtest", str(SCENARIOS / "default.toml"), "--host", server,
+    proc = run("loadtest", str(under_load("default.toml", tmp_path)), "--host", server,
                "--admin-token-file", str(token_file),
                "--locustfile", str(ROOT / "loadtests" / "mixed.py"),
                "--processes", "2", "--duration", "8", "--rate-scale", "3", "--seed", "11",
@@ -134,11 +135,10 @@ def test_a_locustfile_runs_directly_and_never_appends(server: str, tmp_path: Pat
     out = tmp_path / "direct"
     heads = []
     for _ in range(2):  # the same run folder twice: the second run replaces the first's files
-        proc = subprocess.run(
+        proc = run_command(
             [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "flash_sale.py"),
              "--host", server, "--admin-token", TOKEN, "--headless", "--run-dir", str(out),
-             "--schedule-seconds", "3", "--only-summary"],
-            capture_output=True, text=True, timeout=60, cwd=tmp_path, env=ENV)
+             "--schedule-seconds", "3", "--only-summary"], timeout=60, cwd=tmp_path, env=ENV)
         assert proc.returncode in (0, 1), proc.stderr[-2000:]  # 1: Locust saw failed requests
         arrivals = json.loads((out / "arrivals-0.json").read_text())
         assert arrivals["started"] == arrivals["scheduled"] > 50
@@ -250,9 +250,8 @@ def test_a_reused_output_folder_does_not_mix_the_previous_run_in(tmp_path: Path)
     exe = Path(sys.executable).parent / "groupbuy"
     out = tmp_path / "run"
     for _ in range(2):
-        proc = subprocess.run([str(exe), "loadtest", "scenarios/flash_sale.toml", "--duration",
-                               "2", "--out", str(out)], capture_output=True, text=True,
-                              timeout=90, env=ENV, cwd=ROOT)
+        proc = run_command([str(exe), "loadtest", "scenarios/flash_sale.toml", "--duration", "2",
+                            "--out", str(out)], timeout=90, env=ENV, cwd=ROOT)
         assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     history = records(out / "history.jsonl")

@@ -18,19 +18,22 @@ import pytest
 
 from loadtests.faults import ChaosProxy, read_faults
 from tests.support import ROOT, SCENARIOS
+from tests.support.commands import run_command
+from tests.support.scenarios import under_load
 
 pytestmark = pytest.mark.slow
 ENV = {k: v for k, v in os.environ.items() if k != "GROUPBUY_ADMIN_TOKEN"}
 
 
 def groupbuy(exe: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=timeout, env=ENV)
+    return run_command([exe, *args], timeout=timeout, env=ENV)
 
 
 def test_a_paused_worker_and_a_flaky_proxy_lose_nothing(groupbuy_exe: str,
                                                         tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = groupbuy(groupbuy_exe, "loadtest", str(SCENARIOS / "default.toml"), "--duration", "8",
+    proc = groupbuy(groupbuy_exe, "loadtest", str(under_load("default.toml", tmp_path)),
+                    "--duration", "8",
                     "--workers", "2", "--seed", "3", "--pause-worker", "2:1.5",
                     "--proxy", "4:2.5:100:0.25", "--out", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -80,10 +83,10 @@ def test_durability_matrix_bounded(tmp_path: Path) -> None:
     store; Redis without persistence loses them, and the checker says so (the check can
     fail). The full matrix: benchmarks/durability.py."""
     need("redis-server")
-    proc = subprocess.run(
+    proc = run_command(
         [sys.executable, str(ROOT / "benchmarks" / "durability.py"), "--settings",
          "redis-always,redis-none", "--kills", "1", "--seconds", "6", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=240, cwd=ROOT / "benchmarks")
+        timeout=240, cwd=ROOT / "benchmarks")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     rows = {r["setting"]: r for r in json.loads((tmp_path / "durability.json").read_text())
             ["rows"]}

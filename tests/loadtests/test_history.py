@@ -57,6 +57,18 @@ def test_a_record_round_trips_and_misspelt_fields_are_errors() -> None:
         _ = op.ordr_id  # type: ignore[attr-defined]
 
 
+def test_the_writer_flushes_within_its_interval_and_everything_on_close(tmp_path: Path) -> None:
+    now = HistoryWriter(tmp_path / "now.jsonl", header(0, 1), flush_seconds=0.0)
+    now.write(REC)
+    assert [op.order_id for op in read_history(now.path)] == ["o1"]  # on disk already
+    later = HistoryWriter(tmp_path / "later.jsonl", header(0, 1), flush_seconds=3600)
+    later.write(REC)
+    assert read_history(later.path) == []  # the header is on disk, the record buffered
+    later.close()
+    assert [op.order_id for op in read_history(later.path)] == ["o1"]
+    now.close()
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("not json\n", "line 1 is not JSON"),
     ("not json", "line 1 is not JSON"),  # one line, no newline: still garbage, not a cut line

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,8 @@ from loadtests.checker import render
 from loadtests.server import ServerProcess
 from tests.support import SCENARIOS
 from tests.support.burst import race, scenario_file
+from tests.support.commands import run_command
+from tests.support.scenarios import under_load
 from tests.support.servers import WrongServer
 from tests.support.stores import redis_prefix
 
@@ -31,7 +32,7 @@ def loadtest(exe: str, scenario: Path, out: Path, *args: str,
     if host:
         cmd += ["--host", host]
     env = dict(ENV, GROUPBUY_ADMIN_TOKEN=token) if token else ENV
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
+    proc = run_command(cmd, timeout=180, env=env)
     assert proc.returncode in (0, 1, 3), proc.stdout + proc.stderr
     report = json.loads((out / "invariants.json").read_text())
     report["exit"] = proc.returncode
@@ -45,7 +46,7 @@ def findings(report: dict[str, Any], name: str) -> list[dict[str, Any]]:
 
 def test_the_adversarial_scenario_holds_on_the_reference_server(groupbuy_exe: str,
                                                                 tmp_path: Path) -> None:
-    report = loadtest(groupbuy_exe, SCENARIOS / "adversarial.toml", tmp_path / "run")
+    report = loadtest(groupbuy_exe, under_load("adversarial.toml", tmp_path), tmp_path / "run")
     assert report["exit"] == 0 and report["verdict"] == "held", report["stderr"]
     note = next(r for r in report["invariants"] if r["name"] == "adversarial")["note"]
     for probe in ("unclaimed_coupon", "used_coupon", "foreign_pay", "late_pay",

@@ -1,6 +1,12 @@
-"""Small scenarios for the planner's tests (sweeps, tuning, sensitivity): quick to simulate."""
+"""Scenarios for tests: a small one for the planner's tests (sweeps, tuning, sensitivity), quick
+to simulate, and the shipped ones with latency limits allowing for a busy machine."""
 
+import os
+import re
 import tomllib
+from pathlib import Path
+
+from tests.support import SCENARIOS
 
 SMALL_TOML = """\
 [campaign]
@@ -46,3 +52,40 @@ invitee_conversion = 0.3
 depth_cap = 2
 """
 SMALL = tomllib.loads(SMALL_TOML)
+
+
+LATENCY_ALLOWANCE_CAP = 3.0
+"""At most this many times a shipped latency limit: a server slower than that fails anyway."""
+
+
+def latency_allowance() -> float:
+    """How much slower than an idle machine this one is likely to answer now: runnable
+    processes per CPU (1-minute load average), at least 1 and at most the cap. On a shared
+    machine (parallel tests, other people's runs) a server's latency grows with the queue for
+    CPUs, not with anything the server does wrong."""
+    per_cpu = os.getloadavg()[0] / (os.cpu_count() or 1)
+    return min(max(1.0, per_cpu), LATENCY_ALLOWANCE_CAP)
+
+
+TIME_LIMITS = ("p95_ms", "p99_ms", "request_timeout_seconds", "late_tolerance_seconds")
+"""The settings of a scenario that are times a busy machine stretches."""
+
+
+def under_load(name: str, folder: Path) -> Path:
+    """A copy of `scenarios/NAME` in `folder` whose time limits (`TIME_LIMITS`: latency
+    thresholds, the client's request timeout, the late tolerance of arrivals) are scaled by
+    `latency_allowance()`; everything else, invariants, error rate and arrival rate checks
+    included, is the shipped file's."""
+    text = (SCENARIOS / name).read_text()
+    scale = latency_allowance()
+
+    def scaled(m: re.Match[str]) -> str:
+        return f"{m.group(1)}{float(m.group(2)) * scale:g}"
+
+    keys = "|".join(TIME_LIMITS)
+    out, n = re.subn(rf"(?m)^((?:{keys})\s*=\s*)([\d.]+)", scaled, text)
+    assert n, f"{name} has no time limit to scale"
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(out)
+    return path
