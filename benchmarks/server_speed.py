@@ -29,8 +29,8 @@ from typing import Any
 
 import httpx
 from _results import missing_tool, write_results
-from tqdm import tqdm
 
+from campaign.progress import progress
 from loadtests.metrics import percentile
 from loadtests.server import ServerProcess
 
@@ -275,7 +275,7 @@ def main() -> int:
 
     rows, raw = [], {}
     try:
-        with tqdm(total=len(stores) * 3, desc="server speed", unit="step") as bar:
+        with progress(total=len(stores) * 3, desc="server speed", unit="step") as bar:
             for name, url in stores:
                 for workers in (1, 2):
                     m = bench_server(scenario, url, workers, args.seconds, args.concurrency,

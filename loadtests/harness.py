@@ -28,9 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from campaign.load import Checks, Faults, Load
+from campaign.progress import progress as progress_bar
 from campaign.redact import redact_url
 from campaign.scenario import Scenario
 from loadtests.api import AdminClient, ServerError
@@ -144,8 +143,8 @@ def run_locust(plan_path: Path, run_dir: Path, host: str, plan: Plan, *, process
         try:
             start = time.monotonic()
             last_judged = start
-            with tqdm(total=round(plan.sched.seconds), unit="s", desc="load test",
-                      disable=not progress, leave=False) as bar:
+            with progress_bar(total=round(plan.sched.seconds), unit="s", desc="load test",
+                              enabled=progress, leave=False) as bar:
                 while proc.poll() is None:
                     time.sleep(0.5)
                     bar.n = min(bar.total, round(time.monotonic() - start))

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from campaign.progress import progress as progress_bar
 from campaign.scenario import Scenario
 from sim.model import RunResult, child_seeds, simulate_once
-from sim.progress import progress as progress_bar
 
 
 def replication_seeds(seed: int, replications: int) -> list[np.random.SeedSequence]:

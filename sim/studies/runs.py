@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from campaign.progress import progress as progress_bar
 from campaign.scenario import Scenario, parse_scenario
 from sim.labels import Names
 from sim.model import child_seed, simulate_once
 from sim.page import Page
-from sim.progress import progress as progress_bar
 from sim.stats import KpiSummary
 from sim.studies.executor import Executor
 from sim.studies.params import Constraint, Objective, Param

@@ -24,8 +24,8 @@ from typing import Any
 import optuna
 
 from campaign.errors import ScenarioError
+from campaign.progress import progress as progress_bar
 from sim.page import Page
-from sim.progress import progress as progress_bar
 from sim.stats import summarize
 from sim.studies import plots
 from sim.studies.executor import Executor

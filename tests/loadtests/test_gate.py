@@ -34,6 +34,7 @@ def gate(exe: str, out: Path, store: str, *extra: str) -> subprocess.CompletedPr
 def assert_passed(proc: subprocess.CompletedProcess[str], out: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "PASSED" in proc.stdout
+    assert "load test:" not in proc.stdout + proc.stderr  # no progress-bar frames on a pipe
     summary = json.loads((out / "summary.json").read_text())
     assert summary["passed"] and summary["problems"] == []
     arrivals = summary["arrivals"]

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from campaign.errors import ScenarioError
+from campaign.progress import bars_wanted
 from campaign.scenario import load_scenario
 from groupbuy.cli import main
 from groupbuy.commands import tune as tune_cmd
 from sim.labels import Names, fmt_kpi, tier_name
-from sim.progress import bars_wanted
 
 # A small campaign with Chinese display names: ids are ASCII, labels and SKU names are not.
 SMALL_CN = """

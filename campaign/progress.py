@@ -1,5 +1,6 @@
-"""Progress bars for long planner runs: shown only on a terminal, never when `TQDM_DISABLE` is
-set (tqdm's own switch), so logs and CI output carry no bar frames."""
+"""Progress bars for long runs (replications, sweeps, tuning, load tests): shown only on a
+terminal, never when `TQDM_DISABLE` is set (tqdm's own switch), so logs and CI output carry no
+bar frames."""
 
 from __future__ import annotations
 
