@@ -56,6 +56,8 @@ _COMMENT = re.compile(r"<!--\s*(not-run|doc-test)\s*:(.*?)-->", re.DOTALL)
 _DURATION = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?\s?(?:s|ms|µs)\b")
 _NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?:e[+-]?\d+)?")
 _WILD_LINE = {"...", "…"}
+_COMMAND = re.compile(r"(groupbuy|python3?|\.venv/bin/\S+|locust|curl) ")
+_SYNOPSIS = re.compile(r"\b[A-Z][A-Z_]{2,}\b|\[--")  # SCENARIO, KEY=V1, [--seed S]
 
 
 class DocTestError(ValueError):
@@ -185,17 +187,18 @@ def collect(page: Path, root: Path) -> list[Example]:
 
 
 def unmarked_commands(page: Path, root: Path) -> list[str]:
-    """Illustration blocks that look like commands to type: each should be a console/sh block
-    (so it is tested) or say why not. Usage synopses (`groupbuy sweep SCENARIO …`) are fine."""
+    """Illustration blocks that show a command to type: each should be a console/sh block (so
+    it is tested) or say why not. Usage synopses (`groupbuy sweep SCENARIO [--seed S]`) are fine."""
     rel = page.relative_to(root).as_posix()
     found = []
     for token in MarkdownIt("commonmark").parse(page.read_text(encoding="utf-8")):
         if token.type != "fence" or token.info.strip().split(" ")[0].lower() in RUNNABLE:
             continue
-        first = token.content.lstrip().splitlines()[0] if token.content.strip() else ""
-        if first.startswith("$ ") or re.match(r"(groupbuy|python3?|\.venv/bin/)\S* \S*[./]", first):
-            assert token.map is not None
-            found.append(f"{rel}:{token.map[0] + 1}: {first[:70]}")
+        for line in (raw.strip() for raw in token.content.splitlines()):
+            if line.startswith("$ ") or (_COMMAND.match(line) and not _SYNOPSIS.search(line)):
+                assert token.map is not None
+                found.append(f"{rel}:{token.map[0] + 1}: {line[:70]}")
+                break
     return found
 
 
@@ -288,7 +291,8 @@ def example_env(copy: Path) -> dict[str, str]:
     env = dict(os.environ)
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join([bin_dir, env.get("PATH", "")])
-    env.update(PYTHONUNBUFFERED="1", TQDM_DISABLE="1", COLUMNS="200", PWD=str(copy))
+    env.update(PYTHONUNBUFFERED="1", TQDM_DISABLE="1", COLUMNS="200", PWD=str(copy),
+               GROUPBUY_RESULTS=str(copy / "results"))
     return env
 
 
@@ -304,15 +308,15 @@ def run_shell(script: str, cwd: Path, timeout: float) -> Finished:
     proc = subprocess.Popen(
         ["bash", "-e", "-o", "pipefail", "-c", script], cwd=cwd, env=example_env(cwd),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, text=True, encoding="utf-8", errors="replace",
+        start_new_session=True,  # bytes, so carriage returns (progress bars) survive to clean_output
     )
     try:
         out, _ = proc.communicate(timeout=timeout)
-        return Finished(proc.returncode, out)
+        return Finished(proc.returncode, out.decode("utf-8", "replace"))
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         out, _ = proc.communicate()
-        return Finished(None, out)
+        return Finished(None, out.decode("utf-8", "replace"))
     finally:
         if proc.poll() is None:
             _kill_group(proc)
@@ -363,7 +367,8 @@ def check_shell_example(example: Example, cwd: Path, full: bool) -> list[str]:
             diff = output_mismatch(step.expected, done.output, mask)
             if diff is not None:
                 problems.append(f"{shown}\n  output differs from the doc"
-                                f"{' (numbers masked)' if mask else ''}:\n{diff}")
+                                f"{' (numbers masked)' if mask else ''}; a `...` line in the doc "
+                                f"stands for any lines:\n{diff}")
     return problems
 
 
