@@ -19,7 +19,7 @@ The convention (also in the README, "Examples in the docs are tests"):
   the runnable block just above it.
 - Output comparison: runs of spaces compare as one; trailing blanks are ignored; progress-bar
   frames (text before a carriage return) are dropped; durations (`0.4 s`, `38 ms`) are masked on
-  both sides; a line that is only `...` or `…` matches any number of lines, and `…` inside a line
+  both sides; under masked numbers, runs of lines of the same shape compare as one line; a line that is only `...` or `…` matches any number of lines, and `…` inside a line
   matches any text. Seeded results are deterministic, so every other number compares exactly,
   except under `numbers=ignore` or a `replace` fast variant, where numbers are masked (the figures
   shown come from the full command: set GROUPBUY_DOCS_FULL=1 to run it unreplaced and compare
@@ -56,6 +56,7 @@ _COMMENT = re.compile(r"<!--\s*(not-run|doc-test)\s*:(.*?)-->", re.DOTALL)
 _DURATION = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?\s?(?:s|ms|µs)\b")
 _NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?:e[+-]?\d+)?")
 _WILD_LINE = {"...", "…"}
+_PROGRESS = re.compile(r"\d+%\|.*\|")  # a tqdm bar: "sweep: 100%|█████| 90/90 [...]"
 _COMMAND = re.compile(r"(groupbuy|python3?|\.venv/bin/\S+|locust|curl) ")
 _SYNOPSIS = re.compile(r"\b[A-Z][A-Z_]{2,}\b|\[--")  # SCENARIO, KEY=V1, [--seed S]
 
@@ -246,8 +247,14 @@ def apply_replacements(text: str, directives: Directives, full: bool) -> str:
 # --- comparing output -----------------------------------------------------------------------
 
 def clean_output(text: str) -> list[str]:
-    """Terminal text as a reader sees it: progress-bar frames gone, trailing blanks dropped."""
-    lines = [line.rsplit("\r", 1)[-1].rstrip() for line in text.split("\n")]
+    """Terminal text as a reader sees it: progress bars (carriage-return frames, and the last
+    frame a bar leaves) gone, trailing blanks dropped."""
+    lines = []
+    for raw in text.split("\n"):
+        line = raw.rsplit("\r", 1)[-1].rstrip()
+        if "\r" in raw and _PROGRESS.search(line):
+            continue
+        lines.append(line)
     while lines and not lines[-1]:
         lines.pop()
     return lines
@@ -264,6 +271,8 @@ def output_mismatch(expected: str, actual: str, mask_numbers: bool) -> str | Non
     """None when `actual` shows what `expected` shows; else a unified diff to read."""
     want = [normalise(line, mask_numbers) for line in clean_output(expected)]
     got = [normalise(line, mask_numbers) for line in clean_output(actual)]
+    if mask_numbers:  # a fast variant may list fewer rows of the same shape (trials, points)
+        want, got = _squeeze(want), _squeeze(got)
     pattern = "".join(
         r"(?:[^\n]*\n)*?" if line in _WILD_LINE
         else ".*?".join(re.escape(part) for part in line.split("…")) + r"\n"
@@ -272,6 +281,11 @@ def output_mismatch(expected: str, actual: str, mask_numbers: bool) -> str | Non
     if re.fullmatch(pattern, "".join(line + "\n" for line in got), re.DOTALL):
         return None
     return "\n".join(difflib.unified_diff(want, got, "doc shows", "command printed", lineterm=""))
+
+
+def _squeeze(lines: list[str]) -> list[str]:
+    """Runs of identical lines as one line."""
+    return [line for i, line in enumerate(lines) if i == 0 or line != lines[i - 1]]
 
 
 # --- running --------------------------------------------------------------------------------
