@@ -17,13 +17,13 @@ The convention (also in the README, "Examples in the docs are tests"):
   without the service), `setup "COMMAND"` (run first, unseen, e.g. to make an input file);
   `<!-- doc-test: output -->` before a ```` ```text ```` block makes it the expected output of
   the runnable block just above it.
-- Output comparison: runs of spaces compare as one; trailing blanks are ignored; progress-bar
-  frames (text before a carriage return) are dropped; durations (`0.4 s`, `38 ms`) are masked on
-  both sides; under masked numbers, runs of lines of the same shape compare as one line; a line that is only `...` or `…` matches any number of lines, and `…` inside a line
-  matches any text. Seeded results are deterministic, so every other number compares exactly,
-  except under `numbers=ignore` or a `replace` fast variant, where numbers are masked (the figures
-  shown come from the full command: set GROUPBUY_DOCS_FULL=1 to run it unreplaced and compare
-  them exactly).
+- Output comparison: runs of spaces compare as one; trailing blanks are ignored; progress bars
+  (carriage-return frames) are dropped; durations (`0.4 s`, `38 ms`) are masked on both sides;
+  a line that is only `...` or `…` matches any number of lines, and `…` inside a line matches
+  any text. Seeded results are deterministic, so every other number compares exactly, except
+  under `numbers=ignore` or a `replace` fast variant, where numbers are masked and runs of lines
+  of the same shape compare as one (a fast tune lists fewer trials). The figures shown come from
+  the full command: GROUPBUY_DOCS_FULL=1 runs it unreplaced and compares them exactly.
 - Each example runs in a fresh copy of the repository (without .git, results/ and .venv, which is
   linked), so it cannot dirty the work tree; Python blocks of one page share one copy.
 """
@@ -322,7 +322,7 @@ def run_shell(script: str, cwd: Path, timeout: float) -> Finished:
     proc = subprocess.Popen(
         ["bash", "-e", "-o", "pipefail", "-c", script], cwd=cwd, env=example_env(cwd),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True,  # bytes, so carriage returns (progress bars) survive to clean_output
+        start_new_session=True,  # bytes: carriage returns (progress bars) reach clean_output
     )
     try:
         out, _ = proc.communicate(timeout=timeout)
