@@ -21,9 +21,10 @@ The convention (also in the README, "Examples in the docs are tests"):
   (carriage-return frames) are dropped; durations (`0.4 s`, `38 ms`) are masked on both sides;
   a line that is only `...` or `…` matches any number of lines, and `…` inside a line matches
   any text. Seeded results are deterministic, so every other number compares exactly, except
-  under `numbers=ignore` or a `replace` fast variant, where numbers are masked and runs of lines
-  of the same shape compare as one (a fast tune lists fewer trials). The figures shown come from
-  the full command: GROUPBUY_DOCS_FULL=1 runs it unreplaced and compares them exactly.
+  under `numbers=ignore` or a `replace` fast variant, where numbers are masked, table rules
+  match whatever their width, and runs of lines of the same shape compare as one (a fast tune
+  lists fewer trials). The figures shown come from the full command: GROUPBUY_DOCS_FULL=1 runs
+  it unreplaced and compares them exactly.
 - Each example runs in a fresh copy of the repository (without .git, results/ and .venv, which is
   linked), so it cannot dirty the work tree; Python blocks of one page share one copy.
 """
@@ -54,7 +55,8 @@ COPY_IGNORE = shutil.ignore_patterns(
 )
 _COMMENT = re.compile(r"<!--\s*(not-run|doc-test)\s*:(.*?)-->", re.DOTALL)
 _DURATION = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?\s?(?:s|ms|µs)\b")
-_NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?:e[+-]?\d+)?")
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:e[+-]?\d+)?")
+_RULE = re.compile(r"-{3,}")  # a table's rule, as wide as its columns
 _WILD_LINE = {"...", "…"}
 _PROGRESS = re.compile(r"\d+%\|.*\|")  # a tqdm bar: "sweep: 100%|█████| 90/90 [...]"
 _COMMAND = re.compile(r"(groupbuy|python3?|\.venv/bin/\S+|locust|curl) ")
@@ -235,13 +237,21 @@ def _join(lines: list[str]) -> str:
 
 
 def apply_replacements(text: str, directives: Directives, full: bool) -> str:
+    """`text` with the fast variant's replacements made (none when `full`)."""
     if full:
         return text
     for old, new in directives.replace:
-        if old not in text:
-            raise DocTestError(f"replace {old!r}: not in the example (stale fast variant?)")
         text = text.replace(old, new)
     return text
+
+
+def check_replacements(example: Example) -> None:
+    """Each `replace` must change something, or the fast variant has gone stale."""
+    texts = [example.source, *example.directives.setup]
+    for old, _ in example.directives.replace:
+        if not any(old in text for text in texts):
+            raise DocTestError(f"{example.id}: replace {old!r}: not in the example (stale fast "
+                               "variant?)")
 
 
 # --- comparing output -----------------------------------------------------------------------
@@ -263,7 +273,7 @@ def clean_output(text: str) -> list[str]:
 def normalise(line: str, mask_numbers: bool) -> str:
     line = _DURATION.sub("<duration>", line)
     if mask_numbers:
-        line = _NUMBER.sub("<n>", line)
+        line = _RULE.sub("---", _NUMBER.sub("<n>", line))
     return " ".join(line.split())
 
 
@@ -350,8 +360,9 @@ class Step:
 
 def shell_steps(example: Example, full: bool) -> Iterator[Step]:
     """The commands of a console or shell example, set-up commands first."""
+    check_replacements(example)
     for command in example.directives.setup:
-        yield Step(command, None, 0)
+        yield Step(apply_replacements(command, example.directives, full), None, 0)
     code = example.directives.exit_code
     if example.lang == "console":
         for command in console_commands(example.source):
@@ -391,4 +402,5 @@ def _tail(text: str, lines: int = 40) -> str:
 
 
 def python_source(example: Example, full: bool) -> str:
+    check_replacements(example)
     return apply_replacements(example.source, example.directives, full)
