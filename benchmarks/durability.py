@@ -35,6 +35,7 @@ from campaign.load import Faults, StoreRestart
 from loadtests.harness import run_loadtest
 from loadtests.history import read_run
 from loadtests.instances import PrivatePostgres, PrivateRedis
+from loadtests.plan import ScenarioFile
 from loadtests.state import FinalState
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,8 +106,10 @@ def measure(setting: Setting, work: Path, *, kills: int, seconds: float,
             faults = Faults(restart_store=[StoreRestart(at=t, command=cmd) for t in times])
         else:
             faults = Faults(kill_server=times, restart_delay_seconds=0.5)
-        res = run_loadtest(SCENARIO, run_dir, store=store_url, workers=2, duration=seconds,
-                           rate_scale=rate_scale, seed=7, progress=False, faults=faults,
+        source = ScenarioFile.read(SCENARIO)
+        sched = source.schedule(duration=seconds, rate_scale=rate_scale)
+        res = run_loadtest(source, sched, run_dir, store=store_url, workers=2, seed=7,
+                           progress=False, faults=faults,
                            allow_unsafe_durability=not setting.documented)
     finally:
         if instance is not None:

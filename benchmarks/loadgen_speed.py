@@ -28,12 +28,14 @@ from _results import BENCH_RESULTS, write_results
 from loadtests.harness import run_locust
 from loadtests.history import read_history
 from loadtests.metrics import percentile
-from loadtests.plan import prepare_plan
+from loadtests.plan import ScenarioFile, prepare_plan
+from loadtests.schedule import Piece, Schedule
 from loadtests.server import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 
 SCENARIO = ROOT / "scenarios" / "flash_sale.toml"
+SOURCE = ScenarioFile.read(SCENARIO)
 LOCUSTFILE = ROOT / "loadtests" / "scenario.py"
 TOLERANCE = 0.05
 
@@ -51,9 +53,8 @@ def wrk_rate(url: str, seconds: int, connections: int) -> float:
 def locust_rate(host: str, token: str, rate: float, seconds: float, work: Path) -> dict:
     """One Locust process driving `rate` pings per second for `seconds` seconds."""
     run_dir = work / f"rate-{rate:g}"
-    plan = prepare_plan(host, token, SCENARIO, run_dir, seed=1)
-    plan.schedule, plan.mix = [[0.0, seconds, rate]], {"ping": 1.0}
-    plan.save(run_dir / "plan.json")
+    sched = Schedule((Piece(0.0, seconds, rate),))
+    plan = prepare_plan(host, token, SOURCE, sched, run_dir, mix={"ping": 1.0}, seed=1)
     run_locust(run_dir / "plan.json", run_dir, host, plan, locustfile=LOCUSTFILE,
                progress=False)
     history = read_history(run_dir / "history-0.jsonl")

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import httpx
 from _results import write_results
-from server_speed import ADMIN, SCENARIO, Conn, _serve, _stop
+from server_speed import ADMIN, SCENARIO, Conn
 
 from loadtests.metrics import percentile
+from loadtests.server import ServerProcess
 
 LIMITED, UNLIMITED = "16", "100000"
 
@@ -96,17 +97,14 @@ def _invariants(url: str, acked: list[str]) -> str:
 def run_case(tmp: Path, limit: str, connections: int, seconds: float) -> dict:
     scenario = tmp / "speed.toml"
     store = f"sqlite:///{tmp}/overload-{limit}-{connections}.sqlite3"
-    proc, port = _serve(scenario, store, 2, tmp / "server.log", "--max-in-flight", limit)
-    try:
-        url = f"http://127.0.0.1:{port}"
+    with ServerProcess(scenario, store, 2, ADMIN, tmp / f"server-{limit}-{connections}.log",
+                       extra_args=("--max-in-flight", limit)) as server:
         users = [f"o{i}" for i in range(connections)]
-        tok = httpx.post(f"{url}/v1/admin/user-tokens", json={"user_ids": users},
+        tok = httpx.post(f"{server.url}/v1/admin/user-tokens", json={"user_ids": users},
                          headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30).json()
-        out = asyncio.run(_drive(port, [tok["tokens"][u] for u in users], seconds))
-        out["invariants"] = _invariants(url, out.pop("acked"))
+        out = asyncio.run(_drive(server.port, [tok["tokens"][u] for u in users], seconds))
+        out["invariants"] = _invariants(server.url, out.pop("acked"))
         return out
-    finally:
-        _stop(proc)
 
 
 def main() -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -33,9 +32,9 @@ from _results import write_results
 from tqdm import tqdm
 
 from loadtests.metrics import percentile
+from loadtests.server import ServerProcess
 
 REPO = Path(__file__).resolve().parents[1]
-EXE = str(Path(sys.executable).parent / "groupbuy")
 ADMIN = "bench-admin"
 PG = os.environ.get("GROUPBUY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS = os.environ.get("GROUPBUY_TEST_REDIS", "redis://127.0.0.1:6379/15")
@@ -129,12 +128,6 @@ async def _measure(port: int, tokens: list[str], seconds: float, concurrency: in
 
 # -- servers and stores -------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _reachable(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -143,45 +136,13 @@ def _reachable(port: int) -> bool:
         return False
 
 
-def _serve(scenario: Path, store: str, workers: int, log: Path,
-           *extra: str) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
-    proc = subprocess.Popen([EXE, "serve", str(scenario), "--store", store, "--workers",
-                             str(workers), "--port", str(port), "--allow-unsafe-durability",
-                             *extra],
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                            start_new_session=True, env=os.environ | {
-                                "GROUPBUY_ADMIN_TOKEN": ADMIN})
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited; see {log}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).status_code == 200:
-                return proc, port
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    _stop(proc)
-    raise RuntimeError(f"server did not start; see {log}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    import signal
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        pass
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
 def bench_server(scenario: Path, store: str, workers: int, seconds: float, concurrency: int,
                  log: Path, rounds: int) -> dict[str, Any]:
     """`rounds` alternating buy/ping measurements on one server; the row is the round with the
     median buy/ping ratio (the machine is shared and noisy: side by side, then the median)."""
-    proc, port = _serve(scenario, store, workers, log)
-    try:
+    with ServerProcess(scenario, store, workers, ADMIN, log,
+                       allow_unsafe_durability=True) as server:
+        port = server.port
         users = [f"bench{i}" for i in range(concurrency)]
         r = httpx.post(f"http://127.0.0.1:{port}/v1/admin/user-tokens",
                        json={"user_ids": users}, headers={"Authorization": f"Bearer {ADMIN}"})
@@ -194,8 +155,6 @@ def bench_server(scenario: Path, store: str, workers: int, seconds: float, concu
         ratios = [m["buy"]["per_s"] / m["ping"]["per_s"] for m in measured]
         median = sorted(range(rounds), key=lambda i: ratios[i])[rounds // 2]
         return measured[median] | {"ratios": ratios}
-    finally:
-        _stop(proc)
 
 
 # -- raw backend limits for the same guarded step --------------------------------------------
@@ -282,7 +241,6 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="gb-speed-"))
     scenario = tmp / "speed.toml"
     scenario.write_text(SCENARIO)
-    log = tmp / "server.log"
     tag = secrets.token_hex(4)
     schema, prefix = f"gbspeed_{tag}", f"gbspeed-{tag}"
     stores: list[tuple[str, str]] = [("sqlite", f"sqlite:///{tmp}/speed.sqlite3")]
@@ -301,8 +259,8 @@ def main() -> int:
         with tqdm(total=len(stores) * 3, desc="server speed", unit="step") as bar:
             for name, url in stores:
                 for workers in (1, 2):
-                    m = bench_server(scenario, url, workers, args.seconds, args.concurrency, log,
-                                     args.rounds)
+                    m = bench_server(scenario, url, workers, args.seconds, args.concurrency,
+                                     tmp / f"server-{name}-{workers}.log", args.rounds)
                     rows.append({"store": name, "workers": workers, **m})
                     bar.update()
                 if name == "sqlite":

@@ -3,7 +3,7 @@
     .venv/bin/python docs/recovery.py [--seeds 20]
 
 Simulates scenarios/default.toml (the truth) once per seed, calibrates a deliberately wrong
-base on each event log (the one tests/test_calibrate.py uses) and prints: the worked example
+base on each event log (the one tests/sim/test_calibrate.py uses) and prints: the worked example
 (seed 1: true value, estimate, 95% CI, covered?) and, per parameter, how many seeds' intervals
 covered the truth.
 """

@@ -31,15 +31,17 @@ from typing import Any
 from tqdm import tqdm
 
 from campaign.load import Faults, Load
-from campaign.scenario import Scenario, load_scenario
+from campaign.redact import redact_url
+from campaign.scenario import Scenario
 from loadtests.api import AdminClient, ServerError
 from loadtests.checker import Report, check, rules_from_campaign, save_report
 from loadtests.checker import summary_lines as broken_lines
 from loadtests.faults import ChaosProxy, FaultRecord, Nemesis
 from loadtests.history import History, merge_histories
+from loadtests.instances import free_port
 from loadtests.metrics import arrival_figures, history_figures, plot_latency, threshold_problems
-from loadtests.plan import Plan, clear_stale_run_files, prepare_plan
-from loadtests.schedule import build_schedule
+from loadtests.plan import Plan, ScenarioFile, clear_stale_run_files, prepare_plan
+from loadtests.schedule import Schedule
 from loadtests.server import ServerProcess, ServerStartError
 from loadtests.state import FinalState, StateError
 
@@ -110,7 +112,11 @@ def run_locust(plan_path: Path, run_dir: Path, host: str, plan: Plan, *, process
            "--run-time", f"{bound:.0f}s", "--only-summary",
            "--loglevel", "WARNING"]
     if processes > 1:
-        cmd += ["--processes", str(processes)]
+        # Master and its workers talk over a port of this run's own, not Locust's fixed 5557:
+        # two runs on one machine (parallel tests, two people) must not meet there.
+        port = str(free_port())
+        cmd += ["--processes", str(processes), "--master-bind-host", "127.0.0.1",
+                "--master-bind-port", port, "--master-host", "127.0.0.1", "--master-port", port]
     with (run_dir / "locust.log").open("w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir,
                                 start_new_session=True)
@@ -188,22 +194,22 @@ def _faults_for(scenario: Scenario, faults: Faults | None) -> Faults:
     return faults if faults is not None else (scenario.faults or Faults())
 
 
-def run_loadtest(scenario_path: str | Path, run_dir: Path, *, host: str | None = None,
-                 store: str | None = None, workers: int = 2, admin_token: str | None = None,
-                 duration: float | None = None, rate_scale: float = 1.0, processes: int = 1,
-                 arrivals_csv: str | Path | None = None,
+def run_loadtest(source: ScenarioFile, sched: Schedule, run_dir: Path, *,
+                 host: str | None = None, store: str | None = None, workers: int = 2,
+                 admin_token: str | None = None, processes: int = 1,
                  locustfile: Path = DEFAULT_LOCUSTFILE, seed: int | None = None,
                  progress: bool = True, faults: Faults | None = None,
                  allow_unsafe_durability: bool = False) -> LoadtestResult:
-    """Run the pipeline and write everything into `run_dir`. `faults` (default: the scenario's
-    `[faults]`) are injected while the load runs; `allow_unsafe_durability` lets the server the
-    run starts serve on a store that can lose acknowledged orders. Raises ScenarioError,
-    ScheduleError, ServerError or ServerStartError for problems that stop it running at all."""
-    scenario = load_scenario(scenario_path)
+    """Run the pipeline on the scenario `source` (read once) and its arrival schedule `sched`
+    (built once: `source.schedule(...)`), and write everything into `run_dir`. `faults`
+    (default: the scenario's `[faults]`) are injected while the load runs;
+    `allow_unsafe_durability` lets the server the run starts serve on a store that can lose
+    acknowledged orders. Raises ServerError or ServerStartError for problems that stop it
+    running at all."""
+    scenario = source.scenario
     fault_plan = _faults_for(scenario, faults)
     run_dir = run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    build_schedule(scenario, arrivals_csv)  # a bad arrivals.csv fails before a server starts
     clear_stale_run_files(run_dir)  # a reused folder must not mix a previous run's history in
     if host is not None and not admin_token:
         raise ValueError("an admin token is needed for --host (--admin-token or "
@@ -218,7 +224,7 @@ def run_loadtest(scenario_path: str | Path, run_dir: Path, *, host: str | None =
         if host is None:
             admin_token = secrets.token_hex(16)
             store = store or sqlite_store_in(run_dir)
-            server = stack.enter_context(ServerProcess(scenario_path, store, workers,
+            server = stack.enter_context(ServerProcess(source.path, store, workers,
                                                        admin_token, run_dir / "server.log",
                                                        allow_unsafe_durability=(
                                                            allow_unsafe_durability)))
@@ -228,8 +234,7 @@ def run_loadtest(scenario_path: str | Path, run_dir: Path, *, host: str | None =
         if fault_plan.uses_proxy:
             proxy = ChaosProxy(host, seed or 0).start()
             stack.callback(proxy.stop)
-        plan = prepare_plan(host, admin_token, scenario_path, run_dir, arrivals_csv=arrivals_csv,
-                            duration=duration, rate_scale=rate_scale, seed=seed)
+        plan = prepare_plan(host, admin_token, source, sched, run_dir, seed=seed)
         nemesis = None
         if fault_plan.any:
             nemesis = Nemesis(fault_plan, run_dir, server, proxy,
@@ -267,16 +272,17 @@ def run_loadtest(scenario_path: str | Path, run_dir: Path, *, host: str | None =
         problems.append(f"only {arrivals['processes']} of {processes} load process(es) "
                         f"finished (Locust exit code {code}; see locust.log)")
     plot_latency(history.ops, run_dir / "locust_stats_history.csv", run_dir / "latency.png",
-                 f"{Path(scenario_path).stem}: latency and arrivals", target=plan.schedule,
+                 f"{source.path.stem}: latency and arrivals", target=plan.schedule,
                  faults=windows)
-    summary = {"scenario": str(Path(scenario_path).resolve()), "host": host,
+    summary = {"scenario": str(source.path), "host": host,
                "store": store if server else None, "run_id": plan.run_id,
                "passed": not problems, "problems": problems, "figures": figures,
                "arrivals": arrivals, "invariants": [r.name for r in report.broken],
                "verdict": report.verdict,
                "load": (scenario.load or Load()).model_dump(), "locust_exit_code": code,
                "faults": [r.__dict__ for r in records], "server_health": health}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    # A store URL (or a restart-store command) may carry a password; CI uploads this folder.
+    (run_dir / "summary.json").write_text(redact_url(json.dumps(summary, indent=2, default=str)))
     return LoadtestResult(run_dir, report, figures, arrivals, problems,
                           server_warning=health.get("warning") if health.get("safe") is False
                           else None, faults=records)

@@ -21,6 +21,7 @@ import os
 import random
 import socket
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -34,7 +35,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.history import HistoryHeader, HistoryWriter
 from loadtests.journeys import Arrival, GroupBoard, OrderBoard, Shopper, pick_journey
-from loadtests.plan import Plan, prepare_plan
+from loadtests.plan import Plan, ScenarioFile, prepare_plan
 from loadtests.schedule import arrival_times
 
 log = logging.getLogger("loadtests")
@@ -97,10 +98,11 @@ def _prepare(environment: Any) -> Plan:
         raise RuntimeError("no admin token: pass --admin-token or set GROUPBUY_ADMIN_TOKEN")
     run_dir = opts.run_dir or str(REPO_ROOT / "results" /
                                   time.strftime("locust-%Y%m%d-%H%M%S"))
-    scenario = opts.scenario or str(REPO_ROOT / cls.default_scenario)
-    return prepare_plan(environment.host, opts.admin_token, scenario, run_dir,
-                        arrivals_csv=opts.arrivals or None, rate_scale=opts.rate_scale,
-                        duration=opts.schedule_seconds or None, mix=cls.mix)
+    source = ScenarioFile.read(opts.scenario or REPO_ROOT / cls.default_scenario)
+    sched = source.schedule(opts.arrivals or None, rate_scale=opts.rate_scale,
+                            duration=opts.schedule_seconds or None)
+    return prepare_plan(environment.host, opts.admin_token, source, sched, run_dir,
+                        mix=cls.mix)
 
 
 @events.test_start.add_listener
@@ -122,7 +124,7 @@ def _on_test_start(environment: Any, **_: Any) -> None:
              plan.sched.seconds, plan.run_dir)
     if isinstance(runner, MasterRunner):
         STATE.plan, STATE.expected_done = plan, runner.worker_count
-        runner.send_message(PLAN_MESSAGE, {"plan": plan.__dict__,
+        runner.send_message(PLAN_MESSAGE, {"plan": asdict(plan),
                                            "count": runner.worker_count})
     else:
         _adopt(plan, 0, 1)

@@ -1,9 +1,11 @@
 """The run plan: everything a load process needs, prepared once before the run.
 
-`prepare_plan` loads the scenario's sale into the server (with short payment and group
-timeouts so expiry happens inside the run), mints tokens for a pool of shopper ids, builds the
-arrival schedule and writes `plan.json` into the run folder. `groupbuy loadtest` prepares it
-before starting Locust; a locustfile run directly prepares it itself.
+A load test reads its scenario file once (`ScenarioFile.read`) and builds its arrival schedule
+once (`ScenarioFile.schedule`). `prepare_plan` loads the scenario's sale into the server (with
+short payment and group timeouts so expiry happens inside the run), mints tokens for a pool of
+shopper ids and writes `plan.json`, schedule included, into the run folder; every load process
+(local, `--processes`, or Locust workers) then takes its share from that plan. `groupbuy
+loadtest` prepares it before starting Locust; a locustfile run directly prepares it itself.
 """
 
 from __future__ import annotations
@@ -14,12 +16,41 @@ import random
 import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from campaign.load import Load
-from campaign.scenario import load_scenario, read_scenario_data
+from campaign.scenario import Scenario, parse_scenario, read_scenario_data
 from loadtests.api import AdminClient
 from loadtests.schedule import Schedule, build_schedule
+
+
+@dataclass(frozen=True)
+class ScenarioFile:
+    """A scenario file read and validated once: the model, and the raw `[campaign]` table the
+    server loads as it is (so the served rules are the file's, key for key)."""
+
+    path: Path
+    scenario: Scenario
+    campaign_table: dict[str, Any]
+
+    @classmethod
+    def read(cls, path: str | Path) -> ScenarioFile:
+        """Raises ScenarioError (one line per problem) for a bad file."""
+        data = read_scenario_data(path)
+        scenario = parse_scenario(data, source=str(path))
+        return cls(Path(path).resolve(), scenario, data["campaign"])
+
+    @property
+    def load(self) -> Load:
+        return self.scenario.load or Load()
+
+    def schedule(self, arrivals_csv: str | Path | None = None, *,
+                 duration: float | None = None, rate_scale: float = 1.0) -> Schedule:
+        """The run's arrival schedule (ScheduleError for a bad arrivals.csv)."""
+        return build_schedule(self.scenario, arrivals_csv, duration=duration,
+                              rate_scale=rate_scale)
 
 
 @dataclass
@@ -54,8 +85,9 @@ class Plan:
     adversaries: dict[str, str] = field(default_factory=dict)
     """Fresh shopper ids (and tokens) for adversarial journeys: one per such arrival."""
 
-    @property
+    @cached_property
     def sched(self) -> Schedule:
+        """The schedule (built once, from `schedule`)."""
         return Schedule.from_json(self.schedule)
 
     @property
@@ -81,19 +113,14 @@ def user_count(load: Load, expected_arrivals: float) -> int:
     return max(20, min(10_000, math.ceil(expected_arrivals / 2)))
 
 
-def prepare_plan(host: str, admin_token: str, scenario_path: str | Path, run_dir: str | Path, *,
-                 arrivals_csv: str | Path | None = None, duration: float | None = None,
-                 rate_scale: float = 1.0, mix: dict[str, float] | None = None,
+def prepare_plan(host: str, admin_token: str, source: ScenarioFile, sched: Schedule,
+                 run_dir: str | Path, *, mix: dict[str, float] | None = None,
                  seed: int | None = None) -> Plan:
-    """Load the sale, mint user tokens, build the schedule; write and return the plan.
+    """Load the sale, mint user tokens; write and return the plan of `sched`.
 
-    Raises ScenarioError (bad scenario), ScheduleError (bad arrivals) or ServerError (the
-    server refused). A previous run's history and arrival files in `run_dir` are removed first:
-    a run never appends to another's history."""
-    scenario = load_scenario(scenario_path)
-    campaign_table = read_scenario_data(scenario_path)["campaign"]
-    load = scenario.load or Load()
-    sched = build_schedule(scenario, arrivals_csv, duration=duration, rate_scale=rate_scale)
+    Raises ServerError (the server refused). A previous run's history and arrival files in
+    `run_dir` are removed first: a run never appends to another's history."""
+    load = source.load
     seed = random.randrange(1 << 30) if seed is None else seed
     users = [f"u{seed % 10_000:04d}-{i}" for i in range(user_count(load, sched.expected_arrivals))]
     mix = dict(mix or load.mix)
@@ -103,15 +130,15 @@ def prepare_plan(host: str, admin_token: str, scenario_path: str | Path, run_dir
     clear_stale_run_files(Path(run_dir))
     with AdminClient(host, admin_token) as admin:
         health = admin.health()
-        loaded = admin.load_sale(campaign_table,
+        loaded = admin.load_sale(source.campaign_table,
                                  payment_timeout_seconds=load.payment_timeout_seconds,
                                  group_window_seconds=load.group_window_seconds)
         ledger = admin.ledger()
         tokens = admin.user_tokens(users + adversaries)
-    c = scenario.campaign
+    c = source.scenario.campaign
     start = loaded.get("start")
     plan = Plan(
-        scenario=str(Path(scenario_path).resolve()), host=host, run_dir=str(run_dir),
+        scenario=str(source.path), host=host, run_dir=str(run_dir),
         schedule=sched.to_json(), mix=mix, tokens={u: tokens[u] for u in users},
         skus=[s.id for s in c.skus], coupons=[x.id for x in c.coupons],
         per_user_limit=c.per_user_limit, arrival_process=load.arrival_process, seed=seed,

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -23,23 +24,30 @@ class ServerStartError(RuntimeError):
 
 
 class ServerProcess:
-    """`groupbuy serve SCENARIO --store URL --workers N` on 127.0.0.1 (a free port unless
-    `port` is given), logging to `log_path`; a context manager that stops it (and its worker
-    processes) on exit. The admin token goes through the environment, never the command line
-    (where `ps` would show it).
+    """`groupbuy serve SCENARIO --store URL --workers N` on 127.0.0.1, logging to `log_path`;
+    a context manager that stops it (and its worker processes) on exit. The server binds the
+    port itself (`port=0`, the default: a free one, read back from its first log line), so
+    two servers never race for one. The admin token goes through the environment, never the
+    command line (where `ps` would show it); `admin_token=None` leaves the server to find its
+    own. `extra_args` go on the command line, `env` into the environment.
 
     Faults: `kill9()` kills every process of the server at once; `kill9_worker()` one uvicorn
     worker (the supervisor starts another); `pause_worker()` / `resume()` stop and continue
-    one; `restart()` starts the server again on the same store and port."""
+    one; `restart()` starts the server again on the same store and port.
 
-    def __init__(self, scenario: str | Path, store: str, workers: int, admin_token: str,
+    Another server that speaks the contract starts the same way: override `command()`."""
+
+    def __init__(self, scenario: str | Path, store: str, workers: int, admin_token: str | None,
                  log_path: str | Path, startup_timeout: float = 60.0, *, port: int = 0,
-                 allow_unsafe_durability: bool = False) -> None:
+                 allow_unsafe_durability: bool = False, extra_args: Sequence[str] = (),
+                 env: Mapping[str, str] | None = None) -> None:
         self.scenario, self.store, self.workers = str(scenario), store, workers
         self.log_path = Path(log_path)
         self.startup_timeout = startup_timeout
-        self.extra_args = ("--allow-unsafe-durability",) if allow_unsafe_durability else ()
-        self._token = admin_token
+        self.extra_args = (*extra_args,
+                           *(("--allow-unsafe-durability",) if allow_unsafe_durability else ()))
+        self.admin_token = admin_token
+        self._env = dict(env or {})
         self.port = port
         self.url = ""
         self.restarts = 0
@@ -52,17 +60,22 @@ class ServerProcess:
             raise
         self.port = int(self.url.rsplit(":", 1)[1])
 
-    def _spawn(self) -> subprocess.Popen[bytes]:
+    def command(self) -> list[str]:
+        """The command line that starts the server on `self.port` (0: any free port)."""
         exe = Path(sys.executable).parent / "groupbuy"
-        cmd = [str(exe), "serve", self.scenario, "--store", self.store, "--workers",
-               str(self.workers), "--host", "127.0.0.1", "--port", str(self.port),
-               "--log-level", "warning", *self.extra_args]
+        return [str(exe), "serve", self.scenario, "--store", self.store, "--workers",
+                str(self.workers), "--host", "127.0.0.1", "--port", str(self.port),
+                "--log-level", "warning", *self.extra_args]
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self._env)
+        env.pop("GROUPBUY_ADMIN_TOKEN", None)
+        if self.admin_token is not None:
+            env["GROUPBUY_ADMIN_TOKEN"] = self.admin_token
         self._log.flush()
         # A session of its own, so stopping it also stops uvicorn's worker processes.
-        return subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                start_new_session=True,
-                                env=dict(os.environ, PYTHONUNBUFFERED="1",
-                                         GROUPBUY_ADMIN_TOKEN=self._token))
+        return subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=env)
 
     def _tail(self) -> str:
         lines = self.log_path.read_text(errors="replace").strip().splitlines()

@@ -48,3 +48,37 @@ def number(kind: type[int] | type[float], minimum: float, *,
         return value
 
     return parse
+
+
+def add_admin_token_args(parser: argparse.ArgumentParser, whose: str,
+                         default: str = "$GROUPBUY_ADMIN_TOKEN") -> None:
+    """`--admin-token-file FILE` for `whose` admin token; a token given on the command line
+    itself (`--admin-token`) is refused by `admin_token_from` (anyone can read it with ps)."""
+    parser.add_argument("--admin-token-file", default=None, metavar="FILE",
+                        help=f"file holding {whose} admin bearer token (default: {default})")
+    parser.add_argument("--admin-token", default=None, help=argparse.SUPPRESS)
+
+
+def admin_token_from(args: argparse.Namespace) -> tuple[str | None, str]:
+    """The admin token from `--admin-token-file` or $GROUPBUY_ADMIN_TOKEN, and where it came
+    from (never what it is); None when neither gives one. A usage error for a token on the
+    command line, an unreadable file or an empty one."""
+    import os
+
+    from groupbuy.cli import UsageError
+
+    if getattr(args, "admin_token", None) is not None:
+        raise UsageError("--admin-token: a token on the command line is visible to everyone "
+                         "(ps); set GROUPBUY_ADMIN_TOKEN or use --admin-token-file FILE")
+    path = args.admin_token_file
+    if path is not None:
+        try:
+            token = Path(path).read_text().strip()
+        except OSError as exc:
+            raise UsageError(f"--admin-token-file: cannot read {path}: {exc.strerror}") from None
+        if not token:
+            raise UsageError(f"--admin-token-file: {path} is empty")
+        return token, f"in {path}"
+    if os.environ.get("GROUPBUY_ADMIN_TOKEN"):
+        return os.environ["GROUPBUY_ADMIN_TOKEN"], "from $GROUPBUY_ADMIN_TOKEN"
+    return None, ""

@@ -5,9 +5,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
+
+from groupbuy.commands._common import add_admin_token_args, admin_token_from
 
 EXIT_INCOMPLETE = 3
 """Nothing broken, but not everything could be checked (a partial history, say)."""
@@ -27,8 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "server (default: the run folder's state.json)")
     p.add_argument("--scenario", metavar="FILE", default=None, help="scenario whose sale the "
                    "server runs (default: the one named in the run folder's plan.json)")
-    p.add_argument("--admin-token", default=None, help="admin token for --host (default: "
-                   "$GROUPBUY_ADMIN_TOKEN)")
+    add_admin_token_args(p, "the --host server's")
     p.add_argument("--expire", action="store_true", help="with --host: run expiry first (POST "
                    "/v1/admin/expire) and flag reservations and groups left past their deadline")
     p.add_argument("--out", metavar="DIR", default=None, help="where invariants.json and "
@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from loadtests.plan import Plan
     from loadtests.state import FinalState, StateError
 
+    token, _ = admin_token_from(args)  # a token on the command line is refused first
     if (args.run_dir is None) == (args.history is None):
         raise UsageError("give a run folder (RUN_DIR) or --history FILE, not both")
     folder = Path(args.run_dir) if args.run_dir else Path(args.history).parent
@@ -73,10 +74,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--expire runs expiry on a live server: it needs --host")
     try:
         if args.host:
-            token = args.admin_token or os.environ.get("GROUPBUY_ADMIN_TOKEN")
             if not token:
-                raise UsageError("--host needs the server's admin token (--admin-token or "
-                                 "GROUPBUY_ADMIN_TOKEN)")
+                raise UsageError("--host needs the server's admin token (--admin-token-file "
+                                 "FILE or GROUPBUY_ADMIN_TOKEN)")
             with AdminClient(args.host, token) as admin:
                 if args.expire:
                     admin.expire()

@@ -38,12 +38,14 @@ def run(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from loadtests.api import ServerError
     from loadtests.harness import run_loadtest, summary_lines
+    from loadtests.plan import ScenarioFile
     from loadtests.server import ServerStartError
     from sim import load_simulatable, run_simulation
     from sim.report import detail_rows, kpi_table
 
     scenario_path = args.scenario or str(DEFAULT_SCENARIO)
     scenario = load_simulatable(scenario_path)  # a bad file fails before a folder is made
+    source = ScenarioFile.read(scenario_path)  # what the load test serves and drives
     out = run_dir(scenario_path, args.out, "demo")
     print(f"1/2 simulating {scenario.campaign.name!r} ({args.replications} replications) …",
           flush=True)
@@ -54,8 +56,8 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"\n2/2 load-testing the reference server (SQLite, {args.workers} workers) with "
           f"{'the simulated arrival curve' if curve else 'the [load] phases'} …", flush=True)
     try:
-        res = run_loadtest(scenario_path, out / "loadtest", workers=args.workers,
-                           arrivals_csv=sim.arrivals_csv, seed=args.seed)
+        res = run_loadtest(source, source.schedule(sim.arrivals_csv), out / "loadtest",
+                           workers=args.workers, seed=args.seed)
     except (ServerError, ServerStartError) as exc:
         print(f"groupbuy demo: {exc}", file=sys.stderr)
         return 1

@@ -4,13 +4,18 @@ invariants and thresholds; everything lands in one results folder."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from groupbuy.commands._common import add_scenario_arg, number, run_dir
+from groupbuy.commands._common import (
+    add_admin_token_args,
+    add_scenario_arg,
+    admin_token_from,
+    number,
+    run_dir,
+)
 from reference_server.stores import SCHEMES
 
 INTERRUPTED = 130
@@ -56,8 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=number(int, 0, exclusive=True), default=2,
                    help="server worker processes (default 2)")
     p.add_argument("--host", metavar="URL", default=None, help="test this running server "
-                   "instead of starting one (needs --admin-token or GROUPBUY_ADMIN_TOKEN)")
-    p.add_argument("--admin-token", default=None, help="admin token of the --host server")
+                   "instead of starting one (needs --admin-token-file or GROUPBUY_ADMIN_TOKEN)")
+    add_admin_token_args(p, "the --host server's")
     p.add_argument("--duration", type=number(float, 0, exclusive=True), metavar="S", default=None,
                    help="squeeze or stretch the arrival schedule to S seconds")
     p.add_argument("--rate-scale", type=number(float, 0, exclusive=True), metavar="X", default=1.0,
@@ -130,21 +135,23 @@ def faults_from_args(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from campaign.scenario import load_scenario
     from groupbuy.cli import UsageError
     from loadtests.api import AdminClient, ServerError
     from loadtests.harness import run_loadtest, sigterm_as_interrupt, summary_lines
-    from loadtests.schedule import ScheduleError, build_schedule
+    from loadtests.plan import ScenarioFile
+    from loadtests.schedule import ScheduleError
     from loadtests.server import ServerStartError
 
-    scenario = load_scenario(args.scenario)  # bad files fail before a folder is made
+    source = ScenarioFile.read(args.scenario)  # read once; bad files fail before a folder is made
+    scenario = source.scenario
     try:
-        build_schedule(scenario, args.arrivals)
+        sched = source.schedule(args.arrivals, duration=args.duration,
+                                rate_scale=args.rate_scale)
     except ScheduleError as exc:
         raise UsageError(f"--arrivals: {exc}") from None
-    token = args.admin_token or os.environ.get("GROUPBUY_ADMIN_TOKEN")
+    token, _ = admin_token_from(args)
     if args.host and not token:
-        raise UsageError("--host needs the server's admin token (--admin-token or "
+        raise UsageError("--host needs the server's admin token (--admin-token-file FILE or "
                          "GROUPBUY_ADMIN_TOKEN)")
     if args.host and args.store:
         raise UsageError("--store picks the store of a server the run starts; with --host "
@@ -170,10 +177,9 @@ def run(args: argparse.Namespace) -> int:
     extra = {"locustfile": locustfile.resolve()} if locustfile else {}
     try:
         with sigterm_as_interrupt():
-            res = run_loadtest(args.scenario, out, host=args.host, store=args.store,
-                               workers=args.workers, admin_token=token, duration=args.duration,
-                               rate_scale=args.rate_scale, processes=args.processes,
-                               arrivals_csv=args.arrivals, seed=args.seed, faults=faults,
+            res = run_loadtest(source, sched, out, host=args.host, store=args.store,
+                               workers=args.workers, admin_token=token,
+                               processes=args.processes, seed=args.seed, faults=faults,
                                allow_unsafe_durability=args.allow_unsafe_durability,
                                **extra)
     except KeyboardInterrupt:

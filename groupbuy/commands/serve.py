@@ -15,12 +15,16 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import IO
 
 from campaign.rules import CampaignRules
 from campaign.scenario import load_scenario
-from groupbuy.commands._common import RESULTS, add_scenario_arg
+from groupbuy.commands._common import (
+    RESULTS,
+    add_admin_token_args,
+    add_scenario_arg,
+    admin_token_from,
+)
 from reference_server.stores import redact_url
 from reference_server.stores.base import Store
 
@@ -41,10 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000,
                    help="TCP port (default 8000; 0 picks a free one)")
-    p.add_argument("--admin-token-file", default=None, metavar="FILE",
-                   help="file holding the admin bearer token (default: $GROUPBUY_ADMIN_TOKEN, "
-                   "else a random one written to a private file; its path is printed)")
-    p.add_argument("--admin-token", default=None, help=argparse.SUPPRESS)
+    add_admin_token_args(p, "the server's", "$GROUPBUY_ADMIN_TOKEN, else a random one written "
+                         "to a private file; its path is printed")
     p.add_argument("--reset", action="store_true",
                    help="the store holds orders of a different campaign: DELETE them and "
                    "serve this one (without it, serve refuses and changes nothing)")
@@ -65,9 +67,6 @@ def run(args: argparse.Namespace) -> int:
     from reference_server.startup import CampaignConflict
     from reference_server.stores import store_from_url
 
-    if args.admin_token is not None:
-        raise UsageError("--admin-token: a token on the command line is visible to everyone "
-                         "(ps); set GROUPBUY_ADMIN_TOKEN or use --admin-token-file FILE")
     if not 1 <= args.workers <= 64:
         raise UsageError("--workers: from 1 to 64")
     if not 0 <= args.port <= 65535:
@@ -80,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         store = store_from_url(args.store)
     except ValueError as exc:
         raise UsageError(f"--store: {redact_url(str(exc))}") from None
-    token, token_source = _admin_token(args.admin_token_file)
+    token, token_source = _admin_token(args)
     try:  # claim the port first: a second server must not touch the running one's store
         sock = _listen(args.host, args.port)
     except OSError as exc:
@@ -132,21 +131,14 @@ async def _prepare(store: Store, rules: CampaignRules,
         await store.close()
 
 
-def _admin_token(path: str | None) -> tuple[str, str]:
-    """The admin token and where it is (never what it is)."""
-    from groupbuy.cli import UsageError
+def _admin_token(args: argparse.Namespace) -> tuple[str, str]:
+    """The admin token and where it is (never what it is): a file, the environment, else a
+    random one kept in a private file."""
     from reference_server.auth import private_file, state_dir
 
-    if path is not None:
-        try:
-            token = Path(path).read_text().strip()
-        except OSError as exc:
-            raise UsageError(f"--admin-token-file: cannot read {path}: {exc.strerror}") from None
-        if not token:
-            raise UsageError(f"--admin-token-file: {path} is empty")
-        return token, f"in {path}"
-    if os.environ.get("GROUPBUY_ADMIN_TOKEN"):
-        return os.environ["GROUPBUY_ADMIN_TOKEN"], "from $GROUPBUY_ADMIN_TOKEN"
+    token, source = admin_token_from(args)
+    if token is not None:
+        return token, source
     file = state_dir() / "admin-token"
     return private_file(file, secrets.token_hex(16)), f"in {file} (read it from there)"
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlsplit
 
+from campaign.redact import redact_url
 from reference_server.stores.base import Store
+
+__all__ = ["SCHEMES", "Store", "redact_url", "store_from_url"]
 
 SCHEMES = ("sqlite", "postgresql", "postgres", "redis", "rediss", "unsafe")
 """Every URL scheme `store_from_url` accepts."""
@@ -29,10 +31,3 @@ def store_from_url(url: str) -> Store:
     raise ValueError(f"{url!r}: unknown store; use one of sqlite:///path, postgresql://..., "
                      "redis://..., unsafe:///path")
 
-
-_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/@\s:]*:)[^@\s/]*(?=@)", re.I)
-
-
-def redact_url(text: str) -> str:
-    """`text` with the password of every URL in it replaced by `***` (user names stay)."""
-    return _PASSWORD.sub(r"\g<head>***", text)

@@ -1,64 +1,44 @@
-"""Start a deliberately wrong server (`wrong_server.py`) as a separate process, like
-`loadtests.server.ServerProcess` starts the reference one."""
+"""Server processes for tests, all started by the one launcher, `loadtests.server.ServerProcess`
+(the server binds port 0 and says which port it got): the reference server, a deliberately
+wrong one (`wrong_server.py`), and a port that refuses connections."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import subprocess
+import socket
 import sys
-import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
-
-from loadtests.instances import free_port
+from loadtests.server import ServerProcess
 
 HERE = Path(__file__).resolve().parent
 TOKEN = "wrong-server-admin-token"
 
+StartServer = Callable[..., ServerProcess]
+"""The `start_server` fixture (tests/conftest.py): starts the reference server for a test."""
 
-class WrongServer:
-    """`wrong_server.py SCENARIO --store URL --bugs B,…` on a free port; stops with its
-    workers on exit."""
+
+class WrongServer(ServerProcess):
+    """`wrong_server.py SCENARIO --store URL --bugs B,…`: the reference app with the named bugs,
+    started, faulted and stopped like the reference server."""
 
     def __init__(self, scenario: str | Path, store: str, bugs: list[str], log: Path,
                  workers: int = 2, timeout: float = 60) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.bugs = list(bugs)
         self.token = TOKEN
-        self._log = log.open("w")
-        cmd = [sys.executable, str(HERE / "wrong_server.py"), str(scenario), "--store", store,
-               "--bugs", ",".join(bugs), "--workers", str(workers), "--port", str(self.port)]
-        env = dict(os.environ, GROUPBUY_ADMIN_TOKEN=TOKEN, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env,
-                                     start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"wrong server exited: {log.read_text()[-1500:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"wrong server did not come up: {log.read_text()[-1500:]}")
+        super().__init__(scenario, store, workers, TOKEN, log, timeout)
 
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
-        self._log.close()
+    def command(self) -> list[str]:
+        return [sys.executable, str(HERE / "wrong_server.py"), self.scenario, "--store",
+                self.store, "--bugs", ",".join(self.bugs), "--workers", str(self.workers),
+                "--port", str(self.port)]
 
-    def __enter__(self) -> WrongServer:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback port that refuses connections for as long as the block runs: bound and not
+    listening, so no other process (another test, another worker) can take it meanwhile."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])

@@ -16,17 +16,19 @@ import pytest
 from campaign.scenario import load_scenario
 from loadtests.history import HistoryHeader
 from loadtests.server import ServerProcess
+from tests.support import ROOT, SCENARIOS
 
-ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = ROOT / "scenarios"
 TOKEN = "load-cli-test-token"
 ENV = {k: v for k, v in os.environ.items() if k != "GROUPBUY_ADMIN_TOKEN"}
 
 
-def run(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+def run(*args: str, timeout: float = 90,
+        token: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`groupbuy ARGS`; `token` goes in $GROUPBUY_ADMIN_TOKEN (never on the command line)."""
     exe = Path(sys.executable).parent / "groupbuy"
+    env = ENV if token is None else {**ENV, "GROUPBUY_ADMIN_TOKEN": token}
     return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout,
-                          env=ENV)
+                          env=env)
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +43,11 @@ def server(tmp_path_factory: pytest.TempPathFactory):
 def test_distributed_mixed_traffic_against_a_running_server_then_check(
         server: str, tmp_path: Path) -> None:
     out = tmp_path / "run"
+    token_file = tmp_path / "admin-token"
+    token_file.write_text(TOKEN + "\n")
     proc = run("loadtest", str(SCENARIOS / "default.toml"), "--host", server,
-               "--admin-token", TOKEN, "--locustfile", str(ROOT / "loadtests" / "mixed.py"),
+               "--admin-token-file", str(token_file),
+               "--locustfile", str(ROOT / "loadtests" / "mixed.py"),
                "--processes", "2", "--duration", "8", "--rate-scale", "3", "--seed", "11",
                "--out", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -61,8 +66,8 @@ def test_distributed_mixed_traffic_against_a_running_server_then_check(
     assert max(retried.values()) >= 2  # same idempotency key sent again
 
     # The checker alone, on the run folder, against the same server, agrees …
-    checked = run("check", str(out), "--host", server, "--admin-token", TOKEN,
-                  "--out", str(tmp_path / "check"))
+    checked = run("check", str(out), "--host", server, "--out", str(tmp_path / "check"),
+                  token=TOKEN)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "invariants: ALL HELD" in checked.stdout
     assert (tmp_path / "check" / "invariants.json").is_file()
@@ -97,8 +102,8 @@ def test_distributed_mixed_traffic_against_a_running_server_then_check(
     cut.write_text("".join(heads) + "".join(json.dumps(r) + "\n" for r in history
                                             if (r["user"], r["key"]) != (first["user"],
                                                                          first["key"])))
-    broken = run("check", "--history", str(cut), "--host", server, "--admin-token", TOKEN,
-                 "--scenario", str(SCENARIOS / "default.toml"))
+    broken = run("check", "--history", str(cut), "--host", server,
+                 "--scenario", str(SCENARIOS / "default.toml"), token=TOKEN)
     assert broken.returncode == 1
     assert "BROKEN  no_phantom" in broken.stdout
     assert first["order_id"] in broken.stdout
@@ -116,8 +121,8 @@ def test_a_missed_threshold_fails_the_run_and_says_which(server: str, tmp_path: 
     scenario = tmp_path / "strict.toml"
     scenario.write_text(text.replace("p99_ms = 2000", "p99_ms = 0.001\nmin_throughput = 100000"))
     out = tmp_path / "run"
-    proc = run("loadtest", str(scenario), "--host", server, "--admin-token", TOKEN,
-               "--duration", "2", "--out", str(out))
+    proc = run("loadtest", str(scenario), "--host", server, "--duration", "2",
+               "--out", str(out), token=TOKEN)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "threshold missed: p99 latency from intended start" in proc.stderr
     assert "> p99_ms 0.001" in proc.stderr
@@ -160,7 +165,11 @@ def test_a_locustfile_without_admin_token_says_so(tmp_path: Path) -> None:
     (["loadtest", str(SCENARIOS / "flash_sale.toml"), "--host", "http://127.0.0.1:9"],
      "--host needs the server's admin token"),
     (["loadtest", str(SCENARIOS / "flash_sale.toml"), "--host", "http://127.0.0.1:9",
-      "--admin-token", "t"], "groupbuy loadtest: --host: GET http://127.0.0.1:9/v1/health"),
+      "--admin-token-file", "/dev/null"], "--admin-token-file: /dev/null is empty"),
+    (["loadtest", str(SCENARIOS / "flash_sale.toml"), "--host", "http://127.0.0.1:9",
+      "--admin-token", "t"], "--admin-token: a token on the command line is visible"),
+    (["check", "--host", "http://127.0.0.1:9", "--admin-token", "t"],
+     "--admin-token: a token on the command line is visible"),
     (["loadtest", str(SCENARIOS / "flash_sale.toml"), "--store", "mysql://x"],
      "--store: 'mysql://x' is not a store URL"),
     (["loadtest", str(SCENARIOS / "flash_sale.toml"), "--duration", "0"],
@@ -178,23 +187,36 @@ def test_a_locustfile_without_admin_token_says_so(tmp_path: Path) -> None:
     (["loadtest", str(SCENARIOS / "flash_sale.toml"), "--proxy", "1:2:3:1.5"],
      "fault flags: proxy[0].drop: Input should be less than or equal to 1"),
     (["loadtest", str(SCENARIOS / "flash_sale.toml"), "--host", "http://127.0.0.1:9",
-      "--admin-token", "t", "--kill-server", "3"],
+      "--admin-token-file", "TOKEN_FILE", "--kill-server", "3"],
      "kill_server: these faults need a server the run starts, not --host"),
 ])
 def test_mistakes_get_one_line_and_exit_code_2(args: list[str], message: str,
                                                 tmp_path: Path) -> None:
-    proc = run(*args, "--out", str(tmp_path / "o")) if args[0] == "loadtest" else run(*args)
+    token_file = tmp_path / "token"
+    token_file.write_text("t\n")
+    args = [str(token_file) if a == "TOKEN_FILE" else a for a in args]
+    if args[0] == "loadtest":
+        args = [*args, "--out", str(tmp_path / "o")]
+    proc = run(*args)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()  # nothing was started, no folder was made
 
 
+def test_an_unreachable_server_is_one_line_for_loadtest(tmp_path: Path) -> None:
+    proc = run("loadtest", str(SCENARIOS / "flash_sale.toml"), "--host", "http://127.0.0.1:9",
+               "--out", str(tmp_path / "o"), token="t")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "groupbuy loadtest: --host: GET http://127.0.0.1:9/v1/health" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_check_against_an_unreachable_server_is_one_line(tmp_path: Path) -> None:
     history = tmp_path / "history.jsonl"
     history.write_text(HistoryHeader("r", None, 0, 1, 1.0).to_line())
     proc = run("check", "--host", "http://127.0.0.1:9", "--history", str(history),
-               "--admin-token", "t", "--scenario", str(SCENARIOS / "flash_sale.toml"))
+               "--scenario", str(SCENARIOS / "flash_sale.toml"), token="t")
     assert proc.returncode == 2
     assert proc.stderr.startswith("groupbuy check: GET http://127.0.0.1:9/v1/admin/orders")
     assert len(proc.stderr.strip().splitlines()) == 1

@@ -6,27 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from test_server_helpers import (
-    ADMIN,
-    Clock,
-    Lab,
-    drop_redis_prefix,
-    with_query,
-)
 
 from reference_server.app import ServerConfig, create_app
+from tests.support.checkout import ADMIN, Clock, Lab
+from tests.support.stores import need_binary, redis_prefix
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @contextlib.asynccontextmanager
@@ -70,17 +59,14 @@ async def test_redis_waits_for_a_pooled_connection(redis_url: str, monkeypatch) 
 
     from reference_server.stores import redis_store
     monkeypatch.setattr(redis_store, "POOL_SIZE", 2)
-    prefix = f"gbtest-{secrets.token_hex(5)}"
-    try:
-        async with _lab(with_query(redis_url, "prefix", prefix), max_in_flight=1000) as lab:
+    with redis_prefix(redis_url) as url:
+        async with _lab(url, max_in_flight=1000) as lab:
             assert isinstance(lab.store.r.connection_pool, BlockingConnectionPool)
             users = [f"u{i}" for i in range(30)]
             for u in users:
                 await lab.token(u)
             rs = await asyncio.gather(*[lab.reserve(u, sku="grp") for u in users])
             assert [r.status_code for r in rs] == [201] * 30, {r.text for r in rs}
-    finally:
-        drop_redis_prefix(redis_url, prefix)
 
 
 async def test_redis_retries_after_killed_connections_never_replay_another_body(tmp_path) -> None:
@@ -88,7 +74,6 @@ async def test_redis_retries_after_killed_connections_never_replay_another_body(
     retried under the same key with another body (quantity 2) must never get the first order:
     either 422 idempotency_key_reused (the first attempt took effect) or a new order of 2."""
     import redis as redis_sync
-    from test_instances import need_binary
 
     from loadtests.instances import PrivateRedis
     need_binary("redis-server")

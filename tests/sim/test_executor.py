@@ -3,11 +3,10 @@ raises comes back with its task and the others are kept; bad addresses are one c
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from sim.studies.executor import DaskExecutor, ExecutorError, LocalExecutor, make_executor
+from tests.support.servers import refused_port
 
 
 def square_or_fail(x: int) -> int:
@@ -47,12 +46,6 @@ def test_dask_local_cluster_gives_the_same_results(n: int) -> None:
             check_results(list(ex.map_unordered(square_or_fail, range(n))), n)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize(("spec", "message"), [
     ("spark://x:1", "unknown executor"),
     ("dask://nohost", "expected dask://HOST:PORT"),
@@ -64,8 +57,7 @@ def test_bad_executor_specs_are_named(spec: str, message: str) -> None:
 
 
 def test_unreachable_dask_scheduler_fails_fast_with_one_line() -> None:
-    port = free_port()  # nothing listens there now
-    with pytest.raises(ExecutorError) as info:
+    with refused_port() as port, pytest.raises(ExecutorError) as info:
         make_executor(f"dask://127.0.0.1:{port}")
     text = str(info.value)
     assert f"127.0.0.1:{port}" in text and "cannot reach" in text and "\n" not in text

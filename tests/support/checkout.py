@@ -1,20 +1,12 @@
-"""Helpers (no tests) for the reference-server tests: a test campaign, a fake clock, store URLs
-and a small client that speaks the contract."""
+"""The reference server in process, for its tests: a test campaign, a fake clock and a small
+client that speaks the contract; `SMALL_SCENARIO`, a sale for real server processes."""
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import os
-import secrets
-import signal
-import socket
-import subprocess
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -60,33 +52,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.t += seconds
-
-
-def with_query(url: str, key: str, value: str) -> str:
-    return f"{url}{'&' if urlsplit(url).query else '?'}{key}={value}"
-
-
-def fresh_postgres(url: str) -> tuple[str, str]:
-    """A URL with a fresh schema, and the schema name (drop it afterwards)."""
-    schema = f"gbtest_{secrets.token_hex(5)}"
-    return with_query(url, "schema", schema), schema
-
-
-def drop_postgres_schema(url: str, schema: str) -> None:
-    import psycopg
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-
-
-def drop_redis_prefix(url: str, prefix: str) -> None:
-    import redis
-    r = redis.Redis.from_url(url)
-    try:
-        keys = list(r.scan_iter(match=f"{prefix}:*", count=1000))
-        for i in range(0, len(keys), 500):
-            r.delete(*keys[i:i + 500])
-    finally:
-        r.close()
 
 
 class Lab:
@@ -181,7 +146,7 @@ def assert_conserved(ledger: dict[str, Any]) -> None:
         assert min(c.values()) >= 0, (sku, c)
 
 
-# -- real server processes -------------------------------------------------------------------
+# -- a sale for real server processes ---------------------------------------------------------
 
 SMALL_SCENARIO = """
 [campaign]
@@ -210,56 +175,3 @@ value = 5
 pool = {pool}
 per_user = 1
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ServerProcess:
-    """`groupbuy serve` as a subprocess (its own process group, so all workers die with it)."""
-
-    def __init__(self, exe: str, scenario: str, store: str, workers: int, log: str,
-                 *extra: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        if store.startswith("redis"):  # the shared Redis keeps nothing on disk
-            extra = (*extra, "--allow-unsafe-durability")
-        self.proc = subprocess.Popen(
-            [exe, "serve", scenario, "--store", store, "--workers", str(workers),
-             "--port", str(self.port), *extra],
-            stdout=self._log, stderr=self._log, start_new_session=True,
-            env=dict(os.environ, GROUPBUY_ADMIN_TOKEN=ADMIN))
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}")
-            try:
-                if httpx.get(f"{self.url}/v1/health", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("server did not become ready")
-
-    def kill9(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # any worker left behind
-        self._log.close()

@@ -9,8 +9,8 @@ import pytest
 
 from campaign import ScenarioError, load_scenario, parse_scenario
 from campaign.scenario import apply_overrides, read_scenario_data
+from tests.support import SCENARIOS
 
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 SHIPPED = sorted(SCENARIOS.glob("*.toml"))
 
 

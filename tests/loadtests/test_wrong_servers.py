@@ -1,27 +1,26 @@
 """Deliberately wrong servers (tests/support/wrong_server.py: the reference app with one step
 changed) break the invariant meant to catch them — every time, not by luck. The same runs
-against the correct reference server hold (tests/test_gate.py, and the adversarial scenario
-below)."""
+against the correct reference server hold (tests/loadtests/test_gate.py, and the adversarial
+scenario below)."""
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.burst import race, scenario_file
-from support.servers import WrongServer
-from test_server_helpers import drop_redis_prefix, with_query
 
 from loadtests.checker import render
+from loadtests.server import ServerProcess
+from tests.support import SCENARIOS
+from tests.support.burst import race, scenario_file
+from tests.support.servers import WrongServer
+from tests.support.stores import redis_prefix
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = ROOT / "scenarios"
 ENV = {k: v for k, v in os.environ.items() if k != "GROUPBUY_ADMIN_TOKEN"}
 RACE_RUNS = 10
 
@@ -154,8 +153,6 @@ def test_the_unsafe_store_is_caught_in_every_run(groupbuy_exe: str, tmp_path: Pa
     Whether a burst races depends on which worker serves which wave, so bursts go on until
     10 of them went wrong by plain facts (more reservations than units, or stock not back
     after every cancel) — and the checker caught every one of those 10."""
-    from loadtests.server import ServerProcess
-
     wrong = []
     with ServerProcess(scenario_file(tmp_path), f"unsafe:///{tmp_path / 'u.sqlite3'}",
                        2, "race-token", tmp_path / "server.log") as srv:
@@ -177,13 +174,10 @@ def test_a_redis_stock_check_outside_the_script_is_caught_in_every_run(
     """Stock checked with a read, then taken by the script without its guard: an oversell that
     the buyers' cancels heal within a second, so the final state is consistent and only the
     movement seq replay proves it — 10 of 10 runs."""
-    prefix = f"racy-{secrets.token_hex(5)}"
-    try:
-        with WrongServer(scenario_file(tmp_path), with_query(redis_url, "prefix", prefix),
-                         ["racy_redis"], tmp_path / "server.log") as srv:
-            caught = [race(srv.url, srv.token) for _ in range(RACE_RUNS)]
-    finally:
-        drop_redis_prefix(redis_url, prefix)
+    with redis_prefix(redis_url, "racy") as url, \
+            WrongServer(scenario_file(tmp_path), url, ["racy_redis"],
+                        tmp_path / "server.log") as srv:
+        caught = [race(srv.url, srv.token) for _ in range(RACE_RUNS)]
     for rep in caught:
         assert rep.stats["went_wrong"]
         broken = {r.name: r for r in rep.broken}

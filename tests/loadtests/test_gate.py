@@ -11,15 +11,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_server_helpers import (
-    drop_postgres_schema,
-    drop_redis_prefix,
-    fresh_postgres,
-    with_query,
-)
+
+from tests.support import SCENARIOS
+from tests.support.stores import postgres_schema, redis_prefix
 
 pytestmark = pytest.mark.slow
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 GATE = ["--duration", "15", "--rate-scale", "3", "--workers", "2"]
 RUN_LIMIT = 60  # seconds: the gate must stay a one-minute job
 
@@ -86,24 +82,26 @@ def test_gate_fails_on_the_unsafe_store(groupbuy_exe: str,
 
 @pytest.mark.postgres
 def test_gate_passes_on_postgres(groupbuy_exe: str, postgres_url: str, tmp_path: Path) -> None:
-    url, schema = fresh_postgres(postgres_url)
-    try:
+    with postgres_schema(postgres_url) as url:
+        # Trust auth ignores the password; it is there to prove no output file or line shows it.
+        password = "gate-" + secrets.token_hex(6)
+        url = url.replace("postgres@", f"postgres:{password}@", 1)
+        assert password in url
         out = tmp_path / "run"
-        assert_passed(gate(groupbuy_exe, out, url), out)
-    finally:
-        drop_postgres_schema(postgres_url, schema)
+        proc = gate(groupbuy_exe, out, url)
+        assert_passed(proc, out)
+        assert password not in proc.stdout + proc.stderr
+        leaks = [f.name for f in out.iterdir()
+                 if f.is_file() and password in f.read_text("utf-8", "replace")]
+        assert leaks == [], f"the store password is in {leaks}"
 
 
 @pytest.mark.redis
 def test_gate_passes_on_redis(groupbuy_exe: str, redis_url: str, tmp_path: Path) -> None:
-    prefix = f"gate-{secrets.token_hex(5)}"
-    try:
+    with redis_prefix(redis_url, "gate") as url:
         out = tmp_path / "run"
         # the shared Redis keeps nothing on disk: the server refuses it without this flag
-        assert_passed(gate(groupbuy_exe, out, with_query(redis_url, "prefix", prefix),
-                           "--allow-unsafe-durability"), out)
-    finally:
-        drop_redis_prefix(redis_url, prefix)
+        assert_passed(gate(groupbuy_exe, out, url, "--allow-unsafe-durability"), out)
 
 
 def test_group_buy_run_with_failing_groups_passes_on_sqlite(groupbuy_exe: str,

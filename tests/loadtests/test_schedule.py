@@ -24,8 +24,7 @@ from loadtests.schedule import (
     read_arrivals_csv,
     squeeze,
 )
-
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+from tests.support import SCENARIOS
 
 
 def test_flash_sale_phases_become_the_schedule() -> None:

@@ -11,21 +11,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from test_server_api import store_url  # noqa: F401 - the per-store fixture
-from test_server_helpers import Lab, campaign, running_lab
+
+from tests.support.checkout import Lab, campaign, running_lab
 
 pytestmark = pytest.mark.anyio
 ROUNDS, BUYERS = 6, 24
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def lab(store_url: str) -> AsyncIterator[Lab]:  # noqa: F811
-    async with running_lab(store_url) as lab:
+async def lab(real_store_url: str) -> AsyncIterator[Lab]:
+    async with running_lab(real_store_url) as lab:
         yield lab
 
 

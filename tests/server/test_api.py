@@ -4,49 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
-from test_server_helpers import (
-    HOUR,
-    Lab,
-    assert_conserved,
-    campaign,
-    drop_postgres_schema,
-    drop_redis_prefix,
-    fresh_postgres,
-    running_lab,
-    with_query,
-)
+
+from tests.support.checkout import HOUR, Lab, assert_conserved, campaign, running_lab
+from tests.support.stores import postgres_schema
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
-                        pytest.param("redis", marks=pytest.mark.redis)])
-def store_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path}/api.sqlite3"
-    elif request.param == "postgres":
-        base = request.getfixturevalue("postgres_url")
-        url, schema = fresh_postgres(base)
-        yield url
-        drop_postgres_schema(base, schema)
-    else:
-        base = request.getfixturevalue("redis_url")
-        prefix = f"gbtest-{secrets.token_hex(5)}"
-        yield with_query(base, "prefix", prefix)
-        drop_redis_prefix(base, prefix)
-
-
-@pytest.fixture
-async def lab(store_url: str) -> AsyncIterator[Lab]:
-    async with running_lab(store_url) as lab:
+async def lab(real_store_url: str) -> AsyncIterator[Lab]:
+    async with running_lab(real_store_url) as lab:
         yield lab
 
 
@@ -488,8 +458,8 @@ async def test_bad_campaign_names_the_key(lab: Lab) -> None:
 CAMPAIGN_TYPO = campaign(per_user_limt=3)
 
 
-async def test_no_sale_loaded(store_url: str) -> None:
-    async with running_lab(store_url, load=False) as lab:
+async def test_no_sale_loaded(real_store_url: str) -> None:
+    async with running_lab(real_store_url, load=False) as lab:
         assert (await lab.client.get("/v1/health")).json()["sale"] is None
         r = await lab.reserve("u1")
         assert r.status_code == 409 and code(r) == "no_sale"
@@ -629,14 +599,11 @@ async def test_postgres_key_race_on_unique_user_key_is_in_flight(postgres_url: s
             tx.run("INSERT INTO claims (claim_id, coupon_id, user_id, idempotency_key, "
                    "claimed_at) VALUES (?, 'c10', 'u1', 'k', 0)", secrets.token_hex(4))
 
-    url, schema = fresh_postgres(postgres_url)
-    try:
+    with postgres_schema(postgres_url) as url:
         async with running_lab(url) as lab:
             with pytest.raises(ApiError) as err:
                 await lab.store._call(twice)
             assert err.value.code == "in_flight"
-    finally:
-        drop_postgres_schema(postgres_url, schema)
 
 
 # -- contract 1.2 ----------------------------------------------------------------------------
@@ -717,10 +684,11 @@ async def test_contract_1_2_claim_export_carries_the_idempotency_key(lab: Lab) -
     assert (await lab.client.get("/v1/health")).json()["contract"] == "1.2"
 
 
-async def test_contract_1_2_sale_id_survives_a_restart_on_the_same_store(store_url: str) -> None:
-    async with running_lab(store_url) as lab:
+async def test_contract_1_2_sale_id_survives_a_restart_on_the_same_store(
+        real_store_url: str) -> None:
+    async with running_lab(real_store_url) as lab:
         sale_id = (await lab.ledger())["sale_id"]
-    async with running_lab(store_url, load=False) as lab:
+    async with running_lab(real_store_url, load=False) as lab:
         assert (await lab.ledger())["sale_id"] == sale_id
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import psycopg
@@ -11,13 +10,7 @@ import pytest
 import redis
 
 from loadtests.instances import InstanceError, PrivatePostgres, PrivateRedis
-
-
-def need_binary(name: str) -> None:
-    if shutil.which(name) is None and not list(Path("/usr/lib/postgresql").glob(f"*/bin/{name}")):
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{name} is not installed; CI's crash tests need it")
-        pytest.skip(f"{name} is not installed")
+from tests.support.stores import need_binary
 
 
 def test_redis_with_fsync_always_keeps_a_write_across_kill9(tmp_path: Path) -> None:

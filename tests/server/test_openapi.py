@@ -10,17 +10,16 @@ from pathlib import Path
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
-from test_server_helpers import ADMIN, SMALL_SCENARIO, ServerProcess
-from test_server_processes import _store_url
+
+from tests.support.checkout import ADMIN, SMALL_SCENARIO
+from tests.support.servers import StartServer
 
 pytestmark = pytest.mark.slow
 EXAMPLES = 12  # per operation: bounded, about 25 operations
 
 
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
-                                  pytest.param("redis", marks=pytest.mark.redis)])
 def test_schemathesis_finds_no_5xx_and_no_response_off_the_spec(
-        kind: str, request: pytest.FixtureRequest, tmp_path: Path, groupbuy_exe: str) -> None:
+        real_store_url: str, tmp_path: Path, start_server: StartServer) -> None:
     import schemathesis
     from schemathesis.checks import not_a_server_error
     from schemathesis.specs.openapi.checks import (
@@ -33,30 +32,25 @@ def test_schemathesis_finds_no_5xx_and_no_response_off_the_spec(
               response_headers_conformance, response_schema_conformance]
     scenario = tmp_path / "s.toml"
     scenario.write_text(SMALL_SCENARIO.format(stock=50, pool=5))
-    with _store_url(kind, request, tmp_path) as url:
-        server = ServerProcess(groupbuy_exe, str(scenario), url, 1, str(tmp_path / "log"))
+    server = start_server(scenario, real_store_url)
+    user = httpx.post(f"{server.url}/v1/admin/user-tokens", json={"user_ids": ["fz"]},
+                      headers={"Authorization": f"Bearer {ADMIN}"}).json()["tokens"]["fz"]
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    failures: list[str] = []
+    calls: Counter = Counter()
+    operations = [r.ok() for r in schema.get_all_operations()]
+    assert len(operations) == 19  # every route of the contract
+    for op in operations:
+        token = ADMIN if "admin" in (op.tags or []) else user
         try:
-            server.wait_ready()
-            user = httpx.post(f"{server.url}/v1/admin/user-tokens", json={"user_ids": ["fz"]},
-                              headers={"Authorization": f"Bearer {ADMIN}"}).json()["tokens"]["fz"]
-            schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
-            failures: list[str] = []
-            calls: Counter = Counter()
-            operations = [r.ok() for r in schema.get_all_operations()]
-            assert len(operations) == 19  # every route of the contract
-            for op in operations:
-                token = ADMIN if "admin" in (op.tags or []) else user
-                try:
-                    _fuzz(op, server.url, token, checks, failures, calls)()
-                except Exception as exc:  # anything not a check failure is a test failure
-                    if not failures:
-                        raise
-                    assert failures[-1].startswith(f"{op.method.upper()} {op.path}"), exc
-            assert failures == []
-            assert sum(calls.values()) > 5 * len(operations), calls
-            assert not [s for s in calls if s >= 500], calls
-        finally:
-            server.stop()
+            _fuzz(op, server.url, token, checks, failures, calls)()
+        except Exception as exc:  # anything not a check failure is a test failure
+            if not failures:
+                raise
+            assert failures[-1].startswith(f"{op.method.upper()} {op.path}"), exc
+    assert failures == []
+    assert sum(calls.values()) > 5 * len(operations), calls
+    assert not [s for s in calls if s >= 500], calls
 
 
 def _fuzz(op, base_url: str, token: str, checks: list, failures: list[str], calls: Counter):

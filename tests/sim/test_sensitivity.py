@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_sweep import SMALL, SMALL_TOML
 
 from campaign import Scenario
 from groupbuy.cli import main
@@ -18,6 +17,7 @@ from sim.studies.executor import LocalExecutor
 from sim.studies.params import parse_param
 from sim.studies.runs import Model
 from sim.studies.sensitivity import plan_sensitivity, run_sensitivity
+from tests.support.scenarios import SMALL, SMALL_TOML
 
 WINDOW = "campaign.groups.window_hours"
 TOP_OFF = "campaign.groups.tiers[1].percent_off"

@@ -18,8 +18,7 @@ from groupbuy.cli import main
 from sim import simulate_once
 from sim.events import COLUMNS, EVENT_KINDS, write_events
 from sim.model.after import Cohort, after_campaign, first_day
-
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+from tests.support import SCENARIOS
 
 
 def _cohort(n: int, channel: int = 4, list_fen: int = 10000, goods_fen: int = 6000,

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_server_helpers import ADMIN, Lab, assert_conserved, running_lab
+
+from tests.support.checkout import ADMIN, Lab, assert_conserved, running_lab
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20)

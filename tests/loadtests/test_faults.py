@@ -17,10 +17,9 @@ import psutil
 import pytest
 
 from loadtests.faults import ChaosProxy, read_faults
+from tests.support import ROOT, SCENARIOS
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
-SCENARIOS = ROOT / "scenarios"
 ENV = {k: v for k, v in os.environ.items() if k != "GROUPBUY_ADMIN_TOKEN"}
 
 

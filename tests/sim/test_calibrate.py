@@ -16,8 +16,8 @@ from sim.calibrate.fit import _repurchase_loglik
 from sim.calibrate.recovery import recover, true_value
 from sim.calibrate.toml_out import dump, fitted_toml
 from sim.events import COLUMNS, write_events
+from tests.support import SCENARIOS
 
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 DEFAULT = SCENARIOS / "default.toml"
 
 

@@ -4,9 +4,7 @@ apart, output files, and the `groupbuy sweep` command's errors (one line each, e
 from __future__ import annotations
 
 import csv
-import socket
 import subprocess
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -22,51 +20,9 @@ from sim.studies.executor import DaskExecutor, LocalExecutor
 from sim.studies.params import Param, parse_constraint, parse_param
 from sim.studies.runs import simulate_kpis
 from sim.studies.sweep import design_points, plan_sweep, run_sweep
+from tests.support.scenarios import SMALL, SMALL_TOML
+from tests.support.servers import refused_port
 
-SMALL_TOML = """\
-[campaign]
-name = "small test sale"
-per_user_limit = 1
-subsidy_budget = 100000
-fixed_cost = 100
-
-[[campaign.skus]]
-id = "tea"
-stock = 300
-list_price = 50.0
-unit_cost = 20.0
-
-[[campaign.phases]]
-name = "burst"
-hours = 4
-
-[campaign.groups]
-window_hours = 2
-leader_reward = 2.0
-tiers = [
-  { size = 2, percent_off = 20 },
-  { size = 3, percent_off = 30 },
-]
-
-[audience]
-arrivals_per_hour = { burst = 60 }
-
-[[audience.segments]]
-name = "new"
-share = 1.0
-base_conversion = 0.3
-price_sensitivity = 2.0
-share_propensity = 0.3
-group_propensity = 0.8
-pay_probability = 0.9
-
-[audience.referral]
-invites_per_sharer = 1.5
-invite_delay_minutes = 20
-invitee_conversion = 0.3
-depth_cap = 2
-"""
-SMALL = tomllib.loads(SMALL_TOML)
 WINDOW = "campaign.groups.window_hours"
 TOP_OFF = "campaign.groups.tiers[1].percent_off"
 
@@ -234,16 +190,11 @@ def test_cli_reports_every_bad_value_before_running(
         f"{WINDOW}=-1", f"{WINDOW}=0", f"{TOP_OFF}=101", "campaign.groups.leader_rewrd"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_cli_unreachable_dask_is_one_line_exit_2(
         capsys: pytest.CaptureFixture[str], small_file: Path, tmp_path: Path) -> None:
-    code, _, err = cli(capsys, "sweep", str(small_file), "--out", str(tmp_path / "o"),
-                       "--vary", f"{WINDOW}=1,2", "--executor", f"dask://127.0.0.1:{free_port()}")
+    with refused_port() as port:
+        code, _, err = cli(capsys, "sweep", str(small_file), "--out", str(tmp_path / "o"),
+                           "--vary", f"{WINDOW}=1,2", "--executor", f"dask://127.0.0.1:{port}")
     assert code == 2
     assert err.count("\n") == 1 and "cannot reach the Dask scheduler" in err
 

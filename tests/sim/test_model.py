@@ -20,8 +20,7 @@ from sim import KPI_NAMES, replicate, simulate_once, summarize
 from sim.model.behaviour import Ladder, Sharing
 from sim.model.campaign import _Campaign
 from sim.model.groups import GroupBook
-
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+from tests.support import SCENARIOS
 
 
 def scenario(*, rate: float = 200.0, hours: float = 4.0, segment: dict[str, Any] | None = None,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from test_server_helpers import free_port
 
 from groupbuy.cli import main
+from tests.support import SCENARIOS
+from tests.support.servers import refused_port
 
-SCENARIO = str(Path(__file__).resolve().parents[1] / "scenarios" / "default.toml")
+SCENARIO = str(SCENARIOS / "default.toml")
 
 
 @pytest.mark.parametrize(("argv", "says"), [
@@ -27,8 +26,10 @@ def test_usage_errors(argv: list[str], says: str, capsys) -> None:
 
 
 def test_unreachable_backend_is_one_line(capsys) -> None:
-    url = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
-    assert main(["serve", SCENARIO, "--store", url]) == 2
+    with refused_port() as port:
+        url = f"postgresql://postgres@127.0.0.1:{port}/test"
+        # --port 0: the port is claimed before the store is opened; never the shared 8000
+        assert main(["serve", SCENARIO, "--store", url, "--port", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("groupbuy serve: --store: cannot open") and len(err.splitlines()) == 1
 

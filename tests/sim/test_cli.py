@@ -13,8 +13,8 @@ import pytest
 from groupbuy.cli import main
 from groupbuy.commands import _common
 from sim import KPI_NAMES, SimulationRun, run_simulation
+from tests.support import SCENARIOS
 
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # The shape of scenarios/default.toml, frozen here so that editing the shipped scenarios does

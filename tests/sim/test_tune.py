@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_sweep import SMALL, SMALL_TOML
 
 import groupbuy.commands.tune as tune_cmd
 from campaign import Scenario, ScenarioError
@@ -22,6 +21,7 @@ from sim.studies.executor import LocalExecutor
 from sim.studies.params import Objective, parse_constraint, parse_param
 from sim.studies.runs import Model
 from sim.studies.tune import TuneSettings, pareto_front, run_tune
+from tests.support.scenarios import SMALL, SMALL_TOML
 
 WINDOW = "campaign.groups.window_hours"
 TOP_OFF = "campaign.groups.tiers[1].percent_off"
