@@ -9,8 +9,9 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, need_service
-from support.doc_examples import (
+
+from tests.support import ROOT as REPO_ROOT
+from tests.support.doc_examples import (
     FULL_ENV,
     Example,
     check_shell_example,
@@ -19,11 +20,12 @@ from support.doc_examples import (
     python_source,
     unmarked_commands,
 )
+from tests.support.stores import POSTGRES_URL, REDIS_URL, need_service
 
 PAGES = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 EXAMPLES = [example for page in PAGES for example in collect(page, REPO_ROOT)]
 FULL = os.environ.get(FULL_ENV, "") not in {"", "0"}
-SERVICES = {"postgres": ("PostgreSQL", "127.0.0.1", 5432), "redis": ("Redis", "127.0.0.1", 6379)}
+SERVICES = {"postgres": ("PostgreSQL", POSTGRES_URL), "redis": ("Redis", REDIS_URL)}
 
 
 def _param(example: Example) -> object:

@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
-from support.doc_examples import (
+
+from tests.support.doc_examples import (
     DocTestError,
     Example,
     check_shell_example,
