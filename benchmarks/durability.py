@@ -34,7 +34,7 @@ from _results import write_results
 from campaign.load import Faults, StoreRestart
 from loadtests.harness import run_loadtest
 from loadtests.history import read_run
-from loadtests.instances import PrivatePostgres, PrivateRedis
+from loadtests.instances import InstanceError, PrivatePostgres, PrivateRedis
 from loadtests.plan import ScenarioFile
 from loadtests.state import FinalState
 
@@ -171,6 +171,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {r['lost_orders']} of {r['acknowledged_orders']} acknowledged orders lost "
                   f"({r['lost_per_kill']:.1f} per kill); broken: {r['invariants_broken']}",
                   flush=True)
+    except InstanceError as exc:  # a store binary is missing: say which and how to get it
+        print(f"durability: {exc}; or leave those settings out with --settings",
+              file=sys.stderr)
+        return 2
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -17,13 +17,12 @@ import json
 import os
 import re
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from _results import BENCH_RESULTS, write_results
+from _results import BENCH_RESULTS, missing_tool, write_results
 
 from loadtests.harness import run_locust
 from loadtests.history import read_history
@@ -78,8 +77,9 @@ def main() -> int:
     ap.add_argument("--server-workers", type=int, default=1)
     ap.add_argument("--out", type=Path, default=BENCH_RESULTS)
     args = ap.parse_args()
-    if shutil.which("wrk") is None:
-        print("loadgen_speed: wrk is not installed (apt-get install wrk)", file=sys.stderr)
+    if missing := missing_tool("loadgen_speed", "wrk", "the yardstick Locust is measured "
+                               "against"):
+        print(missing, file=sys.stderr)
         return 2
     rates = [float(r) for r in args.rates.split(",")]
     token = secrets.token_hex(8)

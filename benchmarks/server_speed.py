@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _results import write_results
+from _results import missing_tool, write_results
 from tqdm import tqdm
 
 from loadtests.metrics import percentile
@@ -177,8 +177,9 @@ def raw_sqlite(path: Path, seconds: float) -> str:
 
 
 def raw_postgres(schema: str, seconds: float) -> str:
-    if not shutil.which("pgbench"):
-        return "n/a (no pgbench)"
+    if missing := missing_tool("server_speed", "pgbench", "the PostgreSQL raw limit"):
+        print(missing, file=sys.stderr)
+        return "n/a (pgbench is not installed)"
     with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as fh:
         fh.write("UPDATE skus SET available = available - 1, reserved = reserved + 1 "
                  "WHERE sku_id = 'hot' AND available >= 1;\n")
@@ -195,8 +196,9 @@ def raw_postgres(schema: str, seconds: float) -> str:
 
 
 def raw_redis(prefix: str, seconds: float) -> str:
-    if not shutil.which("redis-benchmark"):
-        return "n/a (no redis-benchmark)"
+    if missing := missing_tool("server_speed", "redis-benchmark", "the Redis raw limit"):
+        print(missing, file=sys.stderr)
+        return "n/a (redis-benchmark is not installed)"
     import redis
 
     from reference_server.stores.redis_store import _scripts

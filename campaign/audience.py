@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from campaign.base import Section
+from campaign.base import Section, identifier
 from campaign.errors import at
 
 Probability = Field(ge=0, le=1)
@@ -26,7 +26,8 @@ class Segment(Section):
       deeper than r a discount stops helping (penalty 0) or hurts (penalty > 0).
     """
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    name: Annotated[str, identifier("label")]
+    label: str = Field(default="", max_length=200, description="display name; may be Chinese")
     share: float = Field(gt=0, le=1, description="share of arrivals")
     base_conversion: float = Probability
     price_sensitivity: float = Field(default=1.0, ge=0, le=100)

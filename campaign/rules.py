@@ -6,14 +6,13 @@ simulation and the server agree to the fen.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from campaign.base import Section
+from campaign.base import Section, identifier
 from campaign.errors import at
 
-Identifier = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$", description="letters, digits, _ . -")
 PercentOff = Field(gt=0, lt=100, description="percent off the list price, e.g. 20 for 8折")
 MAX_YUAN = 100_000_000
 """Upper bound for any amount of money in a scenario (keeps fen arithmetic exact)."""
@@ -22,8 +21,8 @@ MAX_YUAN = 100_000_000
 class Sku(Section):
     """One product on sale."""
 
-    id: str = Identifier
-    name: str = ""
+    id: Annotated[str, identifier("name")]
+    name: str = Field(default="", max_length=200, description="display name; may be Chinese")
     stock: int = Field(ge=0, le=1_000_000_000)
     list_price: float = Field(gt=0, le=MAX_YUAN)
     unit_cost: float = Field(ge=0, le=MAX_YUAN)
@@ -43,7 +42,8 @@ class Sku(Section):
 class Phase(Section):
     """A stretch of the sale window (warm-up, burst, tail …); phases run back to back."""
 
-    name: str = Identifier
+    name: Annotated[str, identifier("label")]
+    label: str = Field(default="", max_length=200, description="display name; may be Chinese")
     hours: float = Field(gt=0, le=24 * 60)
 
 
@@ -134,7 +134,7 @@ class FirstOrdersGift(Section):
 class Coupon(Section):
     """A coupon from a limited pool: `value` yuan off an order of at least `min_spend` yuan."""
 
-    id: str = Identifier
+    id: Annotated[str, identifier()]
     value: float = Field(gt=0, le=MAX_YUAN)
     min_spend: float = Field(default=0, ge=0, le=MAX_YUAN)
     pool: int = Field(ge=0, le=1_000_000_000)

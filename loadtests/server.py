@@ -64,7 +64,7 @@ class ServerProcess:
         """The command line that starts the server on `self.port` (0: any free port)."""
         exe = Path(sys.executable).parent / "groupbuy"
         return [str(exe), "serve", self.scenario, "--store", self.store, "--workers",
-                str(self.workers), "--host", "127.0.0.1", "--port", str(self.port),
+                str(self.workers), "--listen", "127.0.0.1", "--port", str(self.port),
                 "--log-level", "warning", *self.extra_args]
 
     def _spawn(self) -> subprocess.Popen[bytes]:

@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 
 from campaign.audience import CHANNELS
+from campaign.rules import Sku
 from campaign.scenario import Scenario
+from sim.labels import outcome_name
 from sim.model import KPI_NAMES, Recording, RunResult, sale_minutes
 from sim.stats import CONFIDENCE, KpiSummary, summarize_values
 
@@ -91,15 +93,14 @@ def group_outcomes(results: list[RunResult]) -> dict[str, float]:
 
 
 def outcome_label(scenario: Scenario, outcome: str) -> str:
-    """`tier 3` -> `3 people (30% off)`, `failed: fallback` -> `failed, fallback price`."""
+    """`tier 3` -> `3-person tier (30% off)`, `failed: fallback` -> `failed, fallback price`."""
     groups = scenario.campaign.groups
-    if outcome.startswith("failed: "):
-        return "failed, " + {"fallback": "fallback price"}.get(outcome[8:], outcome[8:])
-    if groups is None or not outcome.startswith("tier "):
-        return outcome
-    size = int(outcome.split()[1])
-    off = next(t.percent_off for t in groups.tiers if t.size == size)
-    return f"{size} people ({off:g}% off)"
+    return outcome_name(outcome, {t.size: t.percent_off for t in groups.tiers} if groups else {})
+
+
+def sku_label(sku: Sku) -> str:
+    """A SKU as people see it: its display name, else its id."""
+    return sku.name or sku.id
 
 
 def sell_out_by_sku(scenario: Scenario, results: list[RunResult]) -> dict[str, dict[str, Any]]:

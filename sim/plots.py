@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # the backend is chosen first
+import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import FuncFormatter
 
 from campaign.audience import CHANNELS
 from campaign.scenario import Scenario
+from sim.labels import compact
 from sim.model import Recording, RunResult
-from sim.outputs import group_outcomes, mean_series, outcome_label, recordings
+from sim.outputs import group_outcomes, mean_series, outcome_label, recordings, sku_label
+from sim.plotstyle import cjk_font
 from sim.stats import CONFIDENCE, KpiSummary
+
+cjk_font()  # Chinese SKU, phase and segment names render as text
+
+YUAN = FuncFormatter(lambda v, _: f"{compact(v)} yuan" if v else "0")
+"""Axis ticks in yuan: `28.8k yuan`, not `28800` or `2.88e+04`."""
 
 MAX_BINS = 480
 """Per-minute series longer than this are summed into coarser bins so the bars stay readable."""
@@ -42,10 +47,11 @@ def _rebin(x: np.ndarray, width: int) -> np.ndarray:
 
 def _phase_bands(ax: plt.Axes, scenario: Scenario) -> None:
     colors = ("#f2f2f2", "#dde8f5")
-    for i, (name, lo, hi) in enumerate(scenario.campaign.phase_bounds()):
+    for i, (phase, (_, lo, hi)) in enumerate(zip(scenario.campaign.phases,
+                                                 scenario.campaign.phase_bounds(), strict=True)):
         ax.axvspan(lo, hi, color=colors[i % 2], zorder=0)
-        ax.text((lo + hi) / 2, 1.0, name, transform=ax.get_xaxis_transform(), ha="center",
-                va="bottom", fontsize=8, color="#555555")
+        ax.text((lo + hi) / 2, 1.0, phase.label or phase.name, ha="center", va="bottom",
+                transform=ax.get_xaxis_transform(), fontsize=8, color="#555555")
 
 
 def plot_arrivals_orders(path: Path, scenario: Scenario, recs: list[Recording]) -> None:
@@ -73,7 +79,7 @@ def plot_stock(path: Path, scenario: Scenario, recs: list[Recording]) -> None:
     fig, ax = plt.subplots(figsize=(9, 4))
     _phase_bands(ax, scenario)
     for k, sku in enumerate(scenario.campaign.skus):
-        line, = ax.plot(hours, stock[:, :, k].mean(axis=0), label=f"{sku.id} (mean)")
+        line, = ax.plot(hours, stock[:, :, k].mean(axis=0), label=f"{sku_label(sku)} (mean)")
         ax.fill_between(hours, stock[:, :, k].min(axis=0), stock[:, :, k].max(axis=0),
                         color=line.get_color(), alpha=0.2)
     ax.set_xlabel("hours since the sale started")
@@ -96,7 +102,8 @@ def plot_group_outcomes(path: Path, scenario: Scenario, results: list[RunResult]
         total = sum(outcomes.values())
         ax.bar_label(bars, [f"{outcomes[n] / total:.0%}" for n in names], fontsize=8)
         ax.set_ylabel("groups per replication (mean)")
-        ax.tick_params(axis="x", labelsize=8)
+        ax.set_xlabel("tier the group closed at (completed) or how it failed")
+        ax.tick_params(axis="x", labelsize=8, rotation=15)
     else:
         ax.text(0.5, 0.5, "no groups in this campaign", ha="center", va="center",
                 transform=ax.transAxes)
@@ -137,12 +144,13 @@ def plot_money_waterfall(path: Path, summary: dict[str, KpiSummary], fixed_cost:
             bottom, height, color = level, value, "#ff7f0e"
             level += value
         ax.bar(i, height, bottom=bottom, color=color)
-        ax.annotate(f"{value:,.0f}", (i, bottom + height), ha="center",
+        ax.annotate(compact(value), (i, bottom + height), ha="center",
                     va="bottom" if height >= 0 else "top", fontsize=7)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(steps)), [s[0] for s in steps], rotation=30, ha="right")
     ax.set_ylabel("yuan (mean per replication)")
-    ax.set_title("Money waterfall")
+    ax.yaxis.set_major_formatter(YUAN)
+    ax.set_title("Money waterfall (yuan)")
     _save(fig, path)
 
 
@@ -175,6 +183,7 @@ def plot_value_curves(path: Path, results: list[RunResult]) -> None:
     if drawn:
         ax.set_xlabel("days after the sale")
         ax.set_ylabel("cumulative value per buyer (yuan)")
+        ax.yaxis.set_major_formatter(YUAN)
         ax.set_ylim(bottom=0)
         ax.legend(loc="lower right", fontsize=8, title="solid: value; dashed: CAC",
                   title_fontsize=8)
@@ -202,3 +211,28 @@ def write_plots(out_dir: Path, scenario: Scenario, results: list[RunResult],
     plot_money_waterfall(out_dir / "money_waterfall.png", summary, scenario.campaign.fixed_cost)
     plot_value_curves(out_dir / "value_curves.png", results)
     return [out_dir / name for name in PLOT_FILES]
+
+
+def plot_differences(path: Path, diff: dict[str, KpiSummary], kpis: list[str],
+                     labels: list[str]) -> Path:
+    """B - A per money KPI as horizontal bars with their 95% CIs (common random numbers)."""
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(kpis) + 1.6))
+    y = np.arange(len(kpis))[::-1]
+    means = np.array([diff[k].mean for k in kpis])
+    err = np.array([[diff[k].mean - diff[k].ci_low for k in kpis],
+                    [diff[k].ci_high - diff[k].mean for k in kpis]])
+    # Earnings green when they rise, red when they fall; costs in orange either way.
+    colors = ["#ff7f0e" if k.endswith("_cost") or k == "subsidy_spent"
+              else "#2ca02c" if m >= 0 else "#d62728" for k, m in zip(kpis, means, strict=True)]
+    ax.barh(y, means, xerr=err, color=colors, capsize=3)
+    for yi, m in zip(y, means, strict=True):
+        ax.annotate(f"{'+' if m >= 0 else ''}{compact(m)} yuan", (m, yi), va="center",
+                    ha="left" if m >= 0 else "right", fontsize=8,
+                    xytext=(4 if m >= 0 else -4, 6), textcoords="offset points")
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.xaxis.set_major_formatter(YUAN)
+    ax.set_xlabel("B − A, yuan per campaign (mean; bars: 95% CI)")
+    ax.set_title("What B changes in money, against A")
+    _save(fig, path)
+    return path

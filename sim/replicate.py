@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from tqdm import tqdm
 
 from campaign.scenario import Scenario
 from sim.model import RunResult, child_seeds, simulate_once
+from sim.progress import progress as progress_bar
 
 
 def replication_seeds(seed: int, replications: int) -> list[np.random.SeedSequence]:
@@ -25,7 +25,7 @@ def replicate(scenario: Scenario, replications: int, seed: int, *, progress: boo
     if replications < 1:
         raise ValueError("replications must be at least 1")
     seeds = replication_seeds(seed, replications)
-    bar = tqdm(seeds, desc="replications", unit="rep", disable=not progress, leave=False)
+    bar = progress_bar(seeds, enabled=progress, desc="replications", unit="rep", leave=False)
     out = []
     for i, s in enumerate(bar):
         run = simulate_once(scenario, s, record=record, events=events)

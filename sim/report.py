@@ -1,75 +1,30 @@
-"""Human-readable results: the terminal KPI table and the self-contained report.html."""
+"""A simulation for people: the terminal KPI table and what the simulation's report.html shows
+(the answer, prices, budget, per-SKU stock and sell-out, KPIs)."""
 
 from __future__ import annotations
 
-import base64
-import html
-from pathlib import Path
-
 from campaign.scenario import Scenario
+from sim.labels import KPI_LABELS, fmt_ci, fmt_kpi, kpi_label, kpi_name
 from sim.model import RunResult
-from sim.outputs import outcome_label, sell_out_by_sku, value_by_channel
+from sim.outputs import outcome_label, sell_out_by_sku, sku_label, value_by_channel
+from sim.page import Answer, Measured, Table, fmt, text_table, with_ci
 from sim.stats import KpiSummary, summarize_values
 
-KPI_LABELS = {
-    "arrivals": "first-time arrivals (visitors)", "invitee_arrivals": "invitee arrivals",
-    "visitor_conversion": "conversion (buyers ÷ all visitors)", "buyers": "buyers",
-    "organic_buyers": "organic buyers (came on their own)",
-    "invited_buyers": "invited buyers (came by a link)", "orders_paid": "paid orders (kept)",
-    "units_sold": "units sold", "turned_away": "turned away (no stock)",
-    "expired_reservations": "expired reservations", "groups_opened": "groups opened",
-    "groups_completed": "groups completed", "groups_failed": "groups failed",
-    "group_completion_rate": "group completion rate",
-    "top_tier_rate": "groups reaching the top tier",
-    "mean_group_size": "mean group size (paid members)",
-    "gmv": "GMV (yuan, list value)", "revenue": "revenue (yuan)",
-    "goods_cost": "goods cost (yuan)", "discount_cost": "discount cost (yuan)",
-    "reward_cost": "reward cost (yuan)", "coupon_cost": "coupon cost (yuan)",
-    "gift_cost": "gift cost (yuan)", "subsidy_spent": "subsidy spent (yuan)",
-    "subsidy_budget_left": "subsidy budget left (yuan)",
-    "gross_profit": "gross profit (yuan)", "profit": "profit after fixed cost (yuan)",
-    "acquired_buyers": "acquired buyers (new + invited)",
-    "cost_per_acquired_buyer": "cost per acquired buyer (yuan)", "roi": "ROI",
-    "invites_sent": "invites sent", "invite_conversion": "invite conversion (buyers ÷ invites)",
-    "viral_coefficient": "viral coefficient K", "amplification": "amplification (buyers ÷ organic)",
-    "invited_buyer_share": "share of buyers who were invited",
-    "mean_referral_tree_size": "mean referral tree size",
-    "max_referral_depth": "max referral depth", "skus_sold_out": "SKUs sold out",
-    "stock_left": "stock left (units)",
-    "retention": "acquired buyers active after the first period",
-    "repurchase_rate": "acquired buyers who repurchase within the horizon",
-    "repurchase_orders": "repurchase orders within the horizon",
-    "ltv": "LTV per acquired buyer (yuan)", "ltv_to_cac": "LTV ÷ CAC",
-    "payback_days": "payback (days after the sale; the horizon = not within it)",
-    "break_even_days": "break-even (days after the sale; the horizon = not within it)",
-    "break_even_daily_orders": "break-even repurchase orders per day",
-    "lifetime_profit": "profit incl. repurchases in the horizon (yuan)",
-}
+__all__ = ["KPI_LABELS", "fmt", "text_table"]  # re-exported: the docs scripts use them here
 
 CHANNEL_LABELS = {"invite": "invited (came by a link)", "group": "group buy",
                   "coupon": "coupon", "flash_sale": "flash sale (time discount)",
                   "regular": "regular price offers"}
 
 
-def fmt(value: float) -> str:
-    """A number for people: thousands separators, 3 significant decimals for small values."""
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    if abs(value) >= 10:
-        return f"{value:,.1f}"
-    return f"{value:.3g}" if value else "0"
-
-
 Row = tuple[str, str, str]
 
 
 def kpi_rows(summary: dict[str, KpiSummary]) -> list[Row]:
-    """(label, mean, 95% CI) per KPI."""
-    return [(KPI_LABELS.get(k, k), fmt(s.mean), _ci(s)) for k, s in summary.items()]
-
-
-def _ci(s: KpiSummary) -> str:
-    return f"[{fmt(s.ci_low)}, {fmt(s.ci_high)}]"
+    """(label, mean with its unit, 95% CI) per KPI."""
+    return [(kpi_label(k), fmt_kpi(k, s.mean, short=False),
+             f"[{fmt_ci(k, s.ci_low, s.ci_high, short=False).replace(' – ', ', ')}]")
+            for k, s in summary.items()]
 
 
 def detail_rows(scenario: Scenario, results: list[RunResult]) -> list[Row]:
@@ -95,12 +50,6 @@ def detail_rows(scenario: Scenario, results: list[RunResult]) -> list[Row]:
         rows.append((f"groups: {outcome_label(scenario, outcome)}",
                      f"{s.mean:.1%}", f"[{s.ci_low:.1%}, {s.ci_high:.1%}]"))
     return rows
-
-
-Cell = str | KpiSummary
-Table = tuple[str, tuple[str, ...], list[tuple[Cell, ...]], str]
-"""(title, header, rows, note) of a report table; a KpiSummary cell is shown as its mean and
-95% CI (in the terminal as mean ± half-width, to stay narrow)."""
 
 
 def value_table(scenario: Scenario, results: list[RunResult]) -> Table:
@@ -134,76 +83,140 @@ def value_table(scenario: Scenario, results: list[RunResult]) -> Table:
     return ("After the campaign: value of acquired buyers by channel", header, rows, note)
 
 
-def _cell(cell: Cell) -> str:
-    """A table cell for HTML: a summary shows its interval small, below its mean."""
-    if isinstance(cell, str):
-        return html.escape(cell)
-    return f"{fmt(cell.mean)}<br><small>[{fmt(cell.ci_low)}, {fmt(cell.ci_high)}]</small>"
-
-
-def _text(cell: Cell) -> str:
-    if isinstance(cell, str):
-        return cell
-    return f"{fmt(cell.mean)} ± {fmt((cell.ci_high - cell.ci_low) / 2)}"
-
-
-def text_table(table: Table) -> str:
-    """A report table for the terminal."""
-    title, header, cells, _ = table
-    if not cells:
-        return f"{title}: none"
-    rows = [tuple(_text(c) for c in r) for r in cells]
-    allrows = [header, *rows]
-    w = [max(len(r[i]) for r in allrows) for i in range(len(header))]
-    lines = ["  ".join(f"{c:<{w[i]}}" if i == 0 else f"{c:>{w[i]}}" for i, c in enumerate(r))
-             for r in allrows]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join([f"{title} (mean ± half the 95% CI)", *lines])
-
-
 def kpi_table(summary: dict[str, KpiSummary], details: list[Row] = ()) -> str:
     """The KPI table for the terminal, then the per-SKU and per-tier rows."""
     rows = [("KPI", "mean", "95% CI"), *kpi_rows(summary), *details]
     w = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = [f"{a:<{w[0]}}  {b:>{w[1]}}  {c:<{w[2]}}" for a, b, c in rows]
+    lines = [f"{a:<{w[0]}}  {b:>{w[1]}}  {c:<{w[2]}}".rstrip() for a, b, c in rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)
 
 
-def write_report_html(path: Path, *, title: str, facts: list[tuple[str, str]],
-                      summary: dict[str, KpiSummary], figures: list[tuple[Path, str]],
-                      details: list[Row] = (), tables: list[Table] = ()) -> None:
-    """One HTML file with the KPI table, any further tables and every figure embedded as a
-    base64 PNG."""
-    esc = html.escape
-    extra = "".join(
-        f"<h2>{esc(t)}</h2><table><tr>{''.join(f'<th>{esc(h)}</th>' for h in head)}</tr>"
-        + "".join("<tr>" + "".join(f"<td{'' if i == 0 else ' class=n'}>{_cell(c)}</td>"
-                                   for i, c in enumerate(r)) + "</tr>" for r in rows)
-        + f"</table><p class=note>{esc(note)}</p>" for t, head, rows, note in tables)
-    fact_rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in facts)
-    kpis = "".join(f"<tr><td>{esc(a)}</td><td class=n>{esc(b)}</td><td class=n>{esc(c)}</td></tr>"
-                   for a, b, c in [*kpi_rows(summary), *details])
-    figs = "".join(
-        f'<figure><img alt="{esc(caption)}" src="data:image/png;base64,'
-        f'{base64.b64encode(p.read_bytes()).decode()}"><figcaption>{esc(caption)}</figcaption>'
-        "</figure>" for p, caption in figures)
-    path.write_text(f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 960px; color: #222; }}
-table {{ border-collapse: collapse; margin: 1em 0; }}
-td, th {{ border-bottom: 1px solid #ddd; padding: 3px 10px; text-align: left; }}
-td.n {{ text-align: right; font-variant-numeric: tabular-nums; }}
-figure {{ margin: 2em 0; }} img {{ max-width: 100%; }}
-figcaption, p.note {{ color: #555; font-size: 90%; }}
-small {{ color: #666; }}
-</style></head><body>
-<h1>{esc(title)}</h1>
-<table>{fact_rows}</table>
-<h2>KPIs (mean over replications, 95% confidence interval)</h2>
-<table><tr><th>KPI</th><th>mean</th><th>95% CI</th></tr>{kpis}</table>
-{extra}
-<h2>Figures</h2>{figs}
-</body></html>
-""", encoding="utf-8")
+
+
+MONEY_ROWS = (("revenue", "earns: revenue (what buyers pay)"),
+              ("subsidy_spent", "costs: subsidy (discounts, coupons, rewards, gifts)"),
+              ("goods_cost", "costs: goods"), ("gross_profit", "gross profit"),
+              ("profit", "profit after fixed cost"))
+
+
+def money_rows(summary: dict[str, KpiSummary],
+               budget: float | None) -> list[tuple[str, str]]:
+    """What a campaign earns and costs in yuan, each with its 95% CI: revenue, subsidy (against
+    the budget), goods cost, gross profit and profit after fixed cost (those in `summary`)."""
+    rows = []
+    for kpi, label in MONEY_ROWS:
+        if kpi not in summary:
+            continue
+        text = with_ci(kpi, summary[kpi])
+        if kpi == "subsidy_spent" and budget:
+            share = summary[kpi].mean / budget
+            text += f" of a {fmt_kpi(kpi, budget)} budget ({share:.0%})"
+        rows.append((label, text))
+    return rows
+
+
+def simulation_answer(scenario: Scenario, summary: dict[str, KpiSummary],
+                      results: list[RunResult]) -> Answer:
+    """The answer a simulation gives: profit, then money, groups and stock."""
+    c = scenario.campaign
+    answer = Answer(f"Profit after fixed cost: {with_ci('profit', summary['profit'])}",
+                    money_rows(summary, c.subsidy_budget))
+    answer.rows.append(("paid orders", with_ci("orders_paid", summary["orders_paid"])))
+    if c.groups is not None:
+        answer.rows.append(("groups completing", with_ci("group_completion_rate",
+                                                         summary["group_completion_rate"])))
+    sold_out = [sku_label(c.sku(sku_id)) for sku_id, s in sell_out_by_sku(scenario, results).items()
+                if s["replications_sold_out"] * 2 > len(results)]
+    answer.rows.append(("sold out (in most replications)", ", ".join(sold_out) or "nothing"))
+    if c.subsidy_budget and summary["subsidy_budget_left"].mean < 0.01 * c.subsidy_budget:
+        answer.warnings.append("the subsidy budget runs out: later shoppers see "
+                               + ("the list price" if c.budget_policy == "list_price"
+                                  else "no offer (stop_selling)"))
+    return answer
+
+
+def price_table(scenario: Scenario) -> Table:
+    """Per SKU: list price, unit cost, member prices, each group tier's price and the fallback
+    price, in yuan (the shared pricing function's unit prices)."""
+    from campaign.pricing import PriceContext, unit_price_candidates
+    from sim.labels import tier_name
+
+    c = scenario.campaign
+    tiers = c.groups.tiers if c.groups else []
+    head = ["SKU", "list price", "unit cost",
+            *(f"{tier_name(t.size)} ({t.percent_off:g}% off)" for t in tiers)]
+    if c.groups and c.groups.failure_policy == "fallback_price":
+        head.append(f"failed group, fallback ({c.groups.fallback_percent_off:g}% off)")
+    head += [f"member: {m}" for m in c.member_tiers if any(m in s.member_prices for s in c.skus)]
+    rows = []
+    for sku in c.skus:
+        row = [sku_label(sku), _yuan(sku.list_price), _yuan(sku.unit_cost)]
+        for t in tiers:
+            offers = dict(unit_price_candidates(c, PriceContext(sku, group_members=t.size)))
+            row.append(_yuan(offers[f"group:{t.size}"] / 100))
+        if c.groups and c.groups.failure_policy == "fallback_price":
+            offers = dict(unit_price_candidates(c, PriceContext(sku, group_members=0,
+                                                                group_failed_fallback=True)))
+            row.append(_yuan(offers["fallback"] / 100))
+        row += [_yuan(sku.member_prices[h[8:]]) if h[8:] in sku.member_prices else "–"
+                for h in head if h.startswith("member: ")]
+        rows.append(tuple(row))
+    rules = [f"满{t.spend:g}减{t.off:g} (spend {t.spend:g} yuan, {t.off:g} yuan off)"
+             for t in c.spend_thresholds]
+    rules += [f"{td.name or 'time discount'}: {td.percent_off:g}% off from hour "
+              f"{td.start_hour:g} to {td.end_hour:g}" for td in c.time_discounts]
+    rules += [f"coupon {cp.id}: {cp.value:g} yuan off from {cp.min_spend:g} yuan, pool of "
+              f"{cp.pool:,}" for cp in c.coupons]
+    if c.first_orders_gift:
+        rules.append(f"the first {c.first_orders_gift.count:,} paid orders get a gift costing "
+                     f"{c.first_orders_gift.gift_cost:g} yuan")
+    if c.groups and c.groups.leader_reward:
+        rules.append(f"leader reward {c.groups.leader_reward:g} yuan per completed group")
+    note = ("Unit prices in yuan before spend thresholds and coupons. "
+            + ("Also: " + "; ".join(rules) + "." if rules else ""))
+    return ("Prices", tuple(head), rows, note)
+
+
+def _yuan(v: float) -> str:
+    return f"{v:,.2f} yuan"
+
+
+def budget_table(scenario: Scenario, summary: dict[str, KpiSummary]) -> Table:
+    """The subsidy budget against what was spent, item by item (mean [95% CI])."""
+    budget = scenario.campaign.subsidy_budget
+    rows: list[tuple[str | Measured, ...]] = [
+        ("subsidy budget", f"{budget:,.0f} yuan" if budget else "no budget set", "")]
+    for kpi in ("discount_cost", "coupon_cost", "reward_cost", "gift_cost", "subsidy_spent",
+                "subsidy_budget_left"):
+        s = summary[kpi]
+        share = f"{s.mean / budget:.0%}" if budget else ""
+        rows.append((kpi_name(kpi), Measured(kpi, s), share))
+    rows.append(("fixed cost (not from the budget)", f"{scenario.campaign.fixed_cost:,.0f} yuan",
+                 ""))
+    note = ("Subsidy = everything off the list price (discounts incl. spend thresholds, coupons) "
+            "plus leader and referral rewards and gifts; the simulation never spends beyond the "
+            "budget (budget_policy: " + scenario.campaign.budget_policy + ").")
+    return ("Budget: spent vs budget (yuan)", ("item", "yuan", "share of budget"), rows, note)
+
+
+def sku_table(scenario: Scenario, results: list[RunResult]) -> Table:
+    """Per SKU: stock, units left at the end (mean [95% CI]) and when it sold out."""
+    n = len(results)
+    sell = sell_out_by_sku(scenario, results)
+    rows: list[tuple[str | Measured, ...]] = []
+    for k, sku in enumerate(scenario.campaign.skus):
+        left = [float(r.recording.stock_by_sku[-1, k]) for r in results
+                if r.recording is not None]
+        s = sell[sku.id]
+        sold_out = s["replications_sold_out"]
+        when = ("never" if not sold_out else
+                f"hour {s['mean_sell_out_hour']:.1f} [{s['ci_low']:.1f}, {s['ci_high']:.1f}]")
+        rows.append((f"{sku_label(sku)} ({sku.id})" if sku.name else sku.id,
+                     f"{sku.stock:,} units",
+                     Measured("stock_left", summarize_values(left)) if left else "–",
+                     f"{sold_out} of {n}", when))
+    note = "Units left = available at the end of the sale (not reserved or sold)."
+    return ("Stock and sell-out per SKU", ("SKU", "stock", "units left at the end",
+                                            "replications sold out", "sell-out hour (mean [CI])"),
+            rows, note)

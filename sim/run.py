@@ -16,8 +16,17 @@ from sim.outputs import (
     write_summary_json,
     write_timeseries_csv,
 )
+from sim.page import Page
 from sim.replicate import replicate
-from sim.report import detail_rows, value_table, write_report_html
+from sim.report import (
+    budget_table,
+    detail_rows,
+    kpi_rows,
+    price_table,
+    simulation_answer,
+    sku_table,
+    value_table,
+)
 from sim.stats import KpiSummary, summarize
 
 
@@ -98,13 +107,23 @@ def run_simulation(scenario_path: str | Path, *, replications: int, seed: int, o
                        scenario_path=str(scenario_path), seed=seed, summary=summary,
                        results=results, extra={"simulation_seconds": round(seconds, 3),
                                                "files": sorted(files)})
-    write_report_html(
-        files["report.html"], title=f"Simulation: {scenario.campaign.name}",
+    c = scenario.campaign
+    phases = ", ".join(f"{p.label or p.name} {p.hours:g} h" for p in c.phases)
+    segments = ", ".join(f"{s.label or s.name} {s.share:.0%}"
+                         for s in scenario.audience.segments) if scenario.audience else "none"
+    Page(
+        title=f"Simulation: {c.name}",
+        answer=simulation_answer(scenario, summary, results),
         facts=[("scenario file", str(scenario_path)), ("replications", str(replications)),
-               ("seed", str(seed)),
-               ("sale window", f"{scenario.campaign.duration_hours:g} h"),
-               ("expected first-time arrivals ∫λ(t)dt", f"{scenario.expected_arrivals():,.0f}")],
-        summary=summary, details=detail_rows(scenario, results),
-        tables=[value_table(scenario, results)],
-        figures=[(files[name], caption) for name, caption in PLOT_FILES.items()])
+               ("seed", str(seed)), ("sale window", f"{c.duration_hours:g} h ({phases})"),
+               ("expected first-time arrivals ∫λ(t)dt", f"{scenario.expected_arrivals():,.0f}"),
+               ("segments", segments)],
+        tables=[price_table(scenario), budget_table(scenario, summary),
+                sku_table(scenario, results),
+                ("KPIs (mean over replications, 95% confidence interval)",
+                 ("KPI", "mean", "95% CI"), [*kpi_rows(summary), *detail_rows(scenario, results)],
+                 ""),
+                value_table(scenario, results)],
+        figures=[(files[name], caption) for name, caption in PLOT_FILES.items()],
+    ).write(files["report.html"])
     return run

@@ -1,10 +1,11 @@
-"""Helpers shared by the sub-commands: scenario arguments and result folders."""
+"""Helpers shared by the sub-commands: the parser, scenario arguments and result folders."""
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -14,9 +15,50 @@ RESULTS = Path(os.environ.get("GROUPBUY_RESULTS") or REPO_ROOT / "results")
 DEFAULT_SCENARIO = REPO_ROOT / "scenarios" / "default.toml"
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help that ends every option's line with its default, "(default: 8000)". Options whose
+    default is None, off or an empty list say in their own words what happens without them."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or "%(default)" in text or action.default == []
+                or action.default in (None, False, argparse.SUPPRESS)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """The parser of `groupbuy` and of every sub-command: help shows the defaults."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+
+class Renamed(argparse.Action):
+    """The old name of a renamed flag, kept working for one release: it sets the new flag's
+    value and says on stderr which name to use. Hidden from --help.
+
+    `p.add_argument("--host", dest="listen", action=Renamed, new="--listen")`"""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, new: str,
+                 **kwargs: object) -> None:
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS,
+                         help=argparse.SUPPRESS, **kwargs)  # type: ignore[arg-type]
+        self.new = new
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        print(f"{parser.prog}: {option_string} is deprecated and goes in the next release; "
+              f"use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def add_scenario_arg(parser: argparse.ArgumentParser, nargs: str | None = None) -> None:
+    """The SCENARIO argument; with nargs="?" it may be left out for scenarios/default.toml."""
+    default = f" (default: {DEFAULT_SCENARIO.relative_to(REPO_ROOT)})" if nargs == "?" else ""
     parser.add_argument("scenario", nargs=nargs, metavar="SCENARIO",
-                        help="scenario file (TOML), e.g. scenarios/flash_sale.toml")
+                        help=f"scenario file (TOML), e.g. scenarios/flash_sale.toml{default}")
 
 
 def run_dir(scenario: str | Path, out: str | Path | None, kind: str = "") -> Path:

@@ -22,13 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="FITTED.toml",
                    help="where to write the fitted scenario")
     p.add_argument("--report", default=None, metavar="DIR",
-                   help="fit report folder (default results/<fitted>-calibration-<time>)")
+                   help="fit report folder (default: results/<fitted>-calibration-<time>)")
     p.add_argument("--replications", type=number(int, 1), default=None, metavar="R",
                    help="simulations per round for the conversion fit and the report "
                    "(default: 4, or as many as there are logs)")
     p.add_argument("--iterations", type=number(int, 1), default=2, metavar="K",
-                   help="rounds of the conversion fit (default 2)")
-    p.add_argument("--seed", type=number(int, 0), default=1, metavar="S")
+                   help="rounds of the conversion fit")
+    p.add_argument("--seed", type=number(int, 0), default=1, metavar="S",
+                   help="random seed of the simulations; the same seed gives the same fit")
     p.set_defaults(func=run)
 
 

@@ -20,6 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sim import compare_scenarios, load_simulatable, write_comparison
+    from sim.compare import compare_page
+    from sim.page import answer_text
     from sim.report import KPI_LABELS, fmt
 
     a, b = load_simulatable(args.a), load_simulatable(args.b)
@@ -27,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
                             progress=True)
     out = run_dir(f"{Path(args.a).stem}-vs-{Path(args.b).stem}", args.out, kind="compare")
     write_comparison(out, cmp, args.a, args.b)
+    page = compare_page(cmp, args.a, args.b, out)
+    page.write(out / "report.html")
     rows = [("KPI", "A", "B", "B - A", "95% CI of B - A", "")]
     for k, d in cmp.diff.items():
         rows.append((KPI_LABELS.get(k, k), fmt(cmp.a_summary[k].mean), fmt(cmp.b_summary[k].mean),
@@ -40,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
               f"{r[4]:<{w[4]}}  {r[5]}".rstrip())
         if i == 0:
             print("-" * (sum(w) + 10))
-    print("\n* the 95% CI of B - A excludes 0")
-    print(f"results: {out}")
+    print("\n* the 95% CI of B - A excludes 0\n")
+    print(answer_text(page.answer))
+    print(f"results: {out}  (open report.html)")
     return 0

@@ -13,13 +13,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the whole pipeline: simulate, serve (SQLite), load-test "
                        "with the simulated arrivals, check")
     add_scenario_arg(p, nargs="?")
-    p.add_argument("--replications", "-n", type=number(int, 1), default=5,
-                   help="simulation replications (default 5)")
-    p.add_argument("--seed", type=number(int, 0), default=1, help="random seed (default 1)")
-    p.add_argument("--workers", type=number(int, 1), default=2,
-                   help="server worker processes (default 2)")
+    p.add_argument("--replications", "-n", type=number(int, 1), default=5, metavar="N",
+                   help="simulation replications")
+    p.add_argument("--seed", type=number(int, 0), default=1, metavar="S",
+                   help="random seed of the simulation and the load test")
+    p.add_argument("--workers", type=number(int, 1), default=2, metavar="N",
+                   help="server worker processes")
     p.add_argument("--out", metavar="DIR", default=None,
-                   help="output folder (default results/<scenario>-demo-<timestamp>)")
+                   help="output folder (default: results/<scenario>-demo-<timestamp>)")
     p.set_defaults(func=run)
 
 

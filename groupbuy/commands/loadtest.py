@@ -58,28 +58,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", metavar="URL", default=None, help="store of the server started "
                    "for the run (default: a fresh SQLite file in the results folder); "
                    "e.g. postgresql://…?schema=s, redis://…?prefix=p, unsafe:///path")
-    p.add_argument("--workers", type=number(int, 0, exclusive=True), default=2,
-                   help="server worker processes (default 2)")
+    p.add_argument("--workers", type=number(int, 0, exclusive=True), default=2, metavar="N",
+                   help="worker processes of the server the run starts")
     p.add_argument("--host", metavar="URL", default=None, help="test this running server "
-                   "instead of starting one (needs --admin-token-file or GROUPBUY_ADMIN_TOKEN)")
+                   "instead of starting one (needs --admin-token-file or GROUPBUY_ADMIN_TOKEN; "
+                   "default: start the reference server)")
     add_admin_token_args(p, "the --host server's")
     p.add_argument("--duration", type=number(float, 0, exclusive=True), metavar="S", default=None,
-                   help="squeeze or stretch the arrival schedule to S seconds")
+                   help="squeeze or stretch the arrival schedule to S seconds (default: its "
+                   "own length)")
     p.add_argument("--rate-scale", type=number(float, 0, exclusive=True), metavar="X", default=1.0,
-                   help="multiply every arrival rate by X (default 1)")
+                   help="multiply every arrival rate by X")
     p.add_argument("--processes", type=number(int, 0, exclusive=True), metavar="P", default=1,
-                   help="Locust load processes (default 1; > 1 runs Locust distributed)")
+                   help="Locust load processes (more than 1 runs Locust distributed)")
     p.add_argument("--arrivals", metavar="CSV", default=None, help="arrivals.csv a simulation "
                    "wrote (for [load] arrivals = 'simulation'; default: the scenario's own "
                    "[audience] curve)")
     p.add_argument("--locustfile", metavar="FILE", default=None, help="locustfile to run "
-                   "(default loadtests/scenario.py: the scenario's own mix)")
-    p.add_argument("--seed", type=int, default=None, help="seed for shoppers and journeys")
+                   "(default: loadtests/scenario.py, the scenario's own mix)")
+    p.add_argument("--seed", type=int, default=None, help="seed for shoppers and journeys "
+                   "(default: a new one each run, saved in plan.json)")
     p.add_argument("--allow-unsafe-durability", action="store_true",
                    help="passed to the server the run starts: serve even on a store whose "
                    "settings can lose acknowledged orders (e.g. a Redis without persistence)")
     p.add_argument("--out", metavar="DIR", default=None,
-                   help="output folder (default results/<scenario>-loadtest-<timestamp>)")
+                   help="output folder (default: results/<scenario>-loadtest-<timestamp>)")
     f = p.add_argument_group("faults (any of these replaces the scenario's [faults]; times are "
                              "seconds from the first arrival)")
     f.add_argument("--kill-server", type=_times, metavar="S[,S…]", default=None,
@@ -98,9 +101,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="through a proxy: from AT for SECONDS delay each request DELAY_MS and "
                    "cut a share DROP of them (repeatable)")
     f.add_argument("--proxy-delay-ms", type=number(float, 0), metavar="MS", default=None,
-                   help="latency the proxy adds all run long")
+                   help="latency the proxy adds all run long (default: the scenario's "
+                   "[faults], else 0)")
     f.add_argument("--restart-delay", type=number(float, 0), metavar="S", default=None,
-                   help="how long a killed server stays down (default 1)")
+                   help="how long a killed server stays down (default: the scenario's "
+                   "[faults], else 1)")
     f.add_argument("--no-faults", action="store_true", help="ignore the scenario's [faults]")
     p.set_defaults(func=run)
 

@@ -17,22 +17,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_scenario_arg(p)
     p.add_argument("--param", action="append", default=[], metavar="KEY=lo:hi",
                    help="a dotted scenario key and its range; repeatable")
-    p.add_argument("--method", choices=("sobol", "morris"), default="sobol")
+    p.add_argument("--method", choices=("sobol", "morris"), default="sobol",
+                   help="Sobol indices (variance shares) or Morris elementary effects (a "
+                   "cheaper screening)")
     p.add_argument("--samples", type=number(int, 1), default=64, metavar="N",
                    help="Sobol: base samples, a power of two (runs N x (params + 2)); "
                         "Morris: trajectories (runs N x (params + 1))")
     p.add_argument("--replications", type=number(int, 1), default=1, metavar="R",
                    help="runs averaged per sample point (common random numbers)")
-    p.add_argument("--seed", type=number(int, 0), default=1, metavar="S")
+    p.add_argument("--seed", type=number(int, 0), default=1, metavar="S",
+                   help="random seed of the samples and the simulations")
     p.add_argument("--kpi", action="append", default=[], metavar="KPI",
                    help="KPI to plot (repeatable; every KPI is in indices.csv)")
     add_executor_args(p)
-    p.add_argument("--out", default=None, metavar="DIR", help="output folder")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default: results/<scenario>-sensitivity-<timestamp>)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from sim import KPI_NAMES
+    from sim.labels import Names, columns, ljust
+    from sim.page import answer_text
     from sim.studies.params import check_kpi, parse_param
     from sim.studies.sensitivity import DEFAULT_PLOT_KPIS, plan_sensitivity, run_sensitivity
 
@@ -57,17 +63,21 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.method}: {result.points} sample points x {args.replications} replication(s)")
     fmt = "{:.3f}" if args.method == "sobol" else "{:.4g}"  # Sobol indices are shares, 0..1
     second_head = total + (" ± 95%" if args.method == "sobol" else "")
-    print(f"{'KPI':<24} {'parameter':<40} {first + ' ± 95%':>18} {second_head:>18}")
+    names = Names(data)
+    width = max(columns(names.param(p.key)) for p in params)
+    print(f"{'KPI':<24} {'parameter':<{width}} {first + ' ± 95%':>18} {second_head:>18}")
     for r in result.rows:
         if r["kpi"] in shown:
             conf = r.get(f"{total}_conf")
             second = fmt.format(r[total]) + (f" ± {fmt.format(conf)}" if conf is not None
                                               else "")
-            print(f"{r['kpi']:<24} {r['param']:<40} "
+            print(f"{r['kpi']:<24} {ljust(names.param(r['param']), width)} "
                   f"{fmt.format(r[first]) + ' ± ' + fmt.format(r[first + '_conf']):>18} "
                   f"{second:>18}")
     if result.constant:
         print(f"constant over the design (no index): {', '.join(result.constant)}")
-    print(f"wrote {', '.join(f.name for f in result.files)} to {out}")
+    if result.page is not None:
+        print(answer_text(result.page.answer))
+    print(f"wrote {', '.join(f.name for f in result.files)} to {out}  (open report.html)")
     return 0
 

@@ -21,6 +21,7 @@ from campaign.rules import CampaignRules
 from campaign.scenario import load_scenario
 from groupbuy.commands._common import (
     RESULTS,
+    Renamed,
     add_admin_token_args,
     add_scenario_arg,
     admin_token_from,
@@ -39,12 +40,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--store", default=DEFAULT_STORE, metavar="URL",
                    help="sqlite:///rel/path, sqlite:////abs/path, postgresql://…[?schema=s], "
                    "redis://…[?prefix=p], or unsafe:///path (deliberately oversells; demos "
-                   f"only). Default: {DEFAULT_STORE}")
+                   "only)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="uvicorn worker processes (default 1)")
-    p.add_argument("--host", default="127.0.0.1")
+                   help="uvicorn worker processes")
+    p.add_argument("--listen", default="127.0.0.1", metavar="ADDRESS",
+                   help="address to listen on (0.0.0.0: every IPv4 interface, :: every IPv6 "
+                   "one)")
+    p.add_argument("--host", dest="listen", action=Renamed, new="--listen")  # the old name
     p.add_argument("--port", type=int, default=8000,
-                   help="TCP port (default 8000; 0 picks a free one)")
+                   help="TCP port to listen on (0 picks a free one and prints it)")
     add_admin_token_args(p, "the server's", "$GROUPBUY_ADMIN_TOKEN, else a random one written "
                          "to a private file; its path is printed")
     p.add_argument("--reset", action="store_true",
@@ -55,9 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(e.g. Redis without appendfsync always); /v1/health still says so")
     p.add_argument("--max-in-flight", type=int, default=1024, metavar="N",
                    help="requests each worker serves at once; more get 503 overloaded with "
-                   "Retry-After (default 1024)")
+                   "Retry-After")
     p.add_argument("--log-level", default="warning",
-                   choices=["critical", "error", "warning", "info", "debug"])
+                   choices=["critical", "error", "warning", "info", "debug"],
+                   help="what uvicorn logs")
     p.set_defaults(func=run)
 
 
@@ -81,9 +86,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--store: {redact_url(str(exc))}") from None
     token, token_source = _admin_token(args)
     try:  # claim the port first: a second server must not touch the running one's store
-        sock = _listen(args.host, args.port)
+        sock = _listen(args.listen, args.port)
     except OSError as exc:
-        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+        raise UsageError(f"cannot listen on {args.listen}:{args.port}: {exc.strerror}") from None
     with contextlib.ExitStack() as stack:
         stack.callback(sock.close)
         lock = _claim_store(store)
@@ -103,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
         os.environ.update(GROUPBUY_STORE=args.store, GROUPBUY_ADMIN_TOKEN=token,
                           GROUPBUY_SCENARIO=os.path.abspath(args.scenario),
                           GROUPBUY_MAX_IN_FLIGHT=str(args.max_in_flight))
-        print(f"groupbuy serve: http://{args.host}:{port}  (store {shown}, {args.workers} "
+        shown_host = f"[{args.listen}]" if ":" in args.listen else args.listen
+        print(f"groupbuy serve: http://{shown_host}:{port}  (store {shown}, {args.workers} "
               f"worker(s), campaign {outcome}; Ctrl-C stops)", flush=True)
         print(f"admin token: {token_source}", flush=True)
         if not store.safe:
@@ -183,7 +189,7 @@ def _serve(sock: socket.socket, args: argparse.Namespace) -> None:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    config = uvicorn.Config("reference_server.app:app_from_env", factory=True, host=args.host,
+    config = uvicorn.Config("reference_server.app:app_from_env", factory=True, host=args.listen,
                             port=sock.getsockname()[1], workers=args.workers,
                             log_level=args.log_level, access_log=False)
     if args.workers > 1:

@@ -7,14 +7,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from campaign.scenario import read_scenario_data
 from groupbuy.commands._common import RESULTS, add_scenario_arg, number, run_dir
 from groupbuy.commands.sweep import add_executor_args, open_executor
-
-if TYPE_CHECKING:
-    from sim.studies.tune import TuneSettings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--param", action="append", default=[], metavar="KEY=lo:hi",
                    help="a dotted scenario key and its range (or V1,V2,… choices); repeatable")
     p.add_argument("--objective", action="append", default=[], metavar="KPI[:max|min]",
-                   help="KPI to maximise (default) or minimise; give two for a Pareto front")
+                   help="KPI to maximise (:max, the default) or minimise (:min); one gives "
+                   "the best point, two a Pareto front")
     p.add_argument("--constraint", action="append", default=[], metavar="KPI>=X",
                    help="a trial is feasible only if its KPI means meet every constraint")
     p.add_argument("--trials", type=number(int, 1), default=40, metavar="N",
@@ -33,17 +30,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="replications per trial (common random numbers)")
     p.add_argument("--fresh-replications", type=number(int, 1), default=10, metavar="F",
                    help="fresh replications to re-estimate the best point")
-    p.add_argument("--seed", type=number(int, 0), default=1, metavar="S")
+    p.add_argument("--seed", type=number(int, 0), default=1, metavar="S",
+                   help="random seed of the sampler and the simulations")
     p.add_argument("--study", default=None, metavar="NAME",
                    help="study name (default: scenario-objectives); stored in "
                         "results/tuning/NAME.db")
     add_executor_args(p)
-    p.add_argument("--out", default=None, metavar="DIR", help="output folder")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="output folder (default: results/<scenario>-tune-<timestamp>)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from sim import KPI_NAMES
+    from sim.page import answer_text
     from sim.studies.params import parse_constraint, parse_objective, parse_param
     from sim.studies.tune import TuneSettings, check_settings, check_study_name, run_tune
 
@@ -70,54 +70,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"study {study}: {len(result.rows)} trials ({result.new_trials} new): "
           f"{len(result.feasible_rows)} feasible, {len(result.infeasible_rows)} infeasible, "
           f"{n_failed} failed")
-    status = 0
-    if len(settings.objectives) == 1:
-        status = _print_best(result.best, settings)
-        if result.best is not None:
-            obj, value = settings.objectives[0], result.best["objective"]["tuning_mean"]
-            better = [r for r in result.infeasible_rows
-                      if (r[obj.kpi] > value if obj.direction == "maximize"
-                          else r[obj.kpi] < value)]
-            if better:
-                print(f"{len(better)} infeasible trial(s) scored better on {obj.kpi} but break "
-                      "a constraint (trials.csv, column 'violated'); they are never returned")
-    elif result.front:
-        a, b = (o.kpi for o in settings.objectives)
-        print(f"Pareto front: {len(result.front)} feasible non-dominated trials")
-        for r in result.front:
-            params = ", ".join(f"{p.key}={_num(r[p.key])}" for p in settings.params)
-            print(f"  trial {r['trial']:>3}: {a}={_num(r[a])}  {b}={_num(r[b])}  ({params})")
-    else:
-        print("no feasible trial: the Pareto front is empty; loosen the constraints or widen "
-              "the ranges")
-        status = 1
-    print(f"wrote {', '.join(f.name for f in result.files)} to {out}")
+    assert result.page is not None
+    print(answer_text(result.page.answer))
+    if len(settings.objectives) == 1 and result.best is not None:
+        obj, value = settings.objectives[0], result.best["objective"]["tuning_mean"]
+        better = [r for r in result.infeasible_rows
+                  if (r[obj.kpi] > value if obj.direction == "maximize" else r[obj.kpi] < value)]
+        if better:
+            print(f"{len(better)} infeasible trial(s) scored better on {obj.kpi} but break a "
+                  "constraint (trials.csv, column 'violated'); they are never returned")
+    status = 0 if (result.best if len(settings.objectives) == 1 else result.front) else 1
+    print(f"wrote {', '.join(f.name for f in result.files)} to {out}  (open report.html)")
     return status
 
-
-def _num(v: float | int) -> str:
-    if not isinstance(v, float):
-        return str(v)
-    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.5g}"
-
-
-def _print_best(best: dict[str, Any] | None, settings: TuneSettings) -> int:
-    if best is None:
-        print("no feasible trial: nothing satisfies the constraints; loosen them or widen the "
-              "ranges (see trials.csv, column 'violated')")
-        return 1
-    obj = settings.objectives[0]
-    print(f"best feasible trial {best['trial']}: "
-          + ", ".join(f"{k}={_num(v)}" for k, v in best["params"].items()))
-    print(f"re-estimated on {best['fresh_replications']} fresh replications (95% CI):")
-    shown = [obj.kpi, *(c.kpi for c in settings.constraints if c.kpi != obj.kpi)]
-    for kpi in dict.fromkeys(shown):
-        s = best["kpis"].get(kpi)
-        if s:
-            print(f"  {kpi:<24} {_num(s['mean']):>12}  [{_num(s['ci_low'])} – "
-                  f"{_num(s['ci_high'])}]")
-    print(f"  (tuning estimate of {obj.kpi}: {_num(best['objective']['tuning_mean'])})")
-    if not best["feasible_on_fresh_replications"]:
-        print("warning: on fresh replications the best point does not meet every constraint; "
-              "it sits at the edge, so re-tune with more --replications")
-    return 0

@@ -150,6 +150,13 @@ class Constraint:
     def __str__(self) -> str:
         return f"{self.kpi}{self.op}{self.bound:g}"
 
+    def text(self) -> str:
+        """For people: `group completion rate ≥ 50%`, `subsidy spent (yuan) < 60,000 yuan`."""
+        from sim.labels import fmt_kpi, kpi_name
+
+        op = {">=": "≥", "<=": "≤"}.get(self.op, self.op)
+        return f"{kpi_name(self.kpi)} {op} {fmt_kpi(self.kpi, self.bound, short=False)}"
+
     def holds(self, kpis: Mapping[str, float]) -> bool:
         return _OPS[self.op](kpis[self.kpi], self.bound)
 

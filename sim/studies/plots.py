@@ -7,38 +7,40 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import FuncFormatter
 
-from sim.model import MONEY_KPIS
+from sim.labels import Names, compact, fmt_kpi, kpi_axis, kpi_unit
+from sim.plotstyle import cjk_font
 from sim.studies.runs import PointResult, SweepResult
+
+cjk_font()  # Chinese SKU, phase and segment names render as text
 
 MAX_LINES = 8
 
 
-def _short(key: str) -> str:
-    """`campaign.groups.tiers[1].percent_off` -> `tiers[1].percent_off` for axis labels."""
-    parts = key.split(".")
-    return ".".join(parts[-2:]) if len(parts) > 2 else key
-
-
 def _kpi(name: str) -> str:
-    """A KPI's name with its unit: money is in yuan."""
-    return f"{name} (yuan)" if name in MONEY_KPIS else name
+    """A KPI's name with its unit: `gross profit (yuan)`, `group completion rate (%)`."""
+    return kpi_axis(name)
 
 
-def _cell(v: float) -> str:
-    """A heat-map cell: 36.9k rather than 3.69e+04."""
-    return f"{v / 1000:.1f}k" if abs(v) >= 1000 else f"{v:.3g}"
+def _ticks(kpi: str, *, say_yuan: bool = True) -> FuncFormatter:
+    """Tick labels in the KPI's unit: `28.8k yuan`, `56%` (on a crowded x axis `28.8k`, the
+    axis label saying yuan)."""
+    unit = kpi_unit(kpi)
+    if unit == "%":
+        return FuncFormatter(lambda v, _: f"{v:.0%}")
+    if unit == "yuan" and say_yuan:
+        return FuncFormatter(lambda v, _: f"{compact(v)} yuan" if v else "0")
+    return FuncFormatter(lambda v, _: compact(v))
 
 
-def _grid(n: int) -> tuple[plt.Figure, list[plt.Axes]]:
+def _grid(n: int, width: float = 4.6, height: float = 3.4) -> tuple[plt.Figure, list[plt.Axes]]:
     cols = min(3, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
     flat = list(axes.flat)
     for ax in flat[n:]:
         ax.set_visible(False)
@@ -62,12 +64,14 @@ def sweep_plots(sweep: SweepResult, kpis: Sequence[str]) -> list[Path]:
     files: list[Path] = []
     if not points or not kpis:
         return files
+    names = sweep.names
     for key in numeric:
         files.append(_kpi_vs_param(points, key, [k for k in numeric if k != key], kpis,
-                                   sweep.out_dir / f"kpi_vs_{_slug(key)}.png"))
+                                   sweep.out_dir / f"kpi_vs_{_slug(key)}.png", names,
+                                   sweep.best))
     if len(numeric) >= 2:
         files.append(_heatmaps(points, numeric[0], numeric[1], kpis,
-                               sweep.out_dir / "heatmap.png"))
+                               sweep.out_dir / "heatmap.png", names, sweep.best))
     if sweep.constraints and numeric:
         files.append(_feasible(points, numeric[:2], sweep, sweep.out_dir / "feasible.png"))
     return files
@@ -78,11 +82,15 @@ def _is_number(v: Any) -> bool:
 
 
 def _slug(key: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in _short(key)).strip("_")
+    """`campaign.groups.tiers[1].percent_off` -> `tiers_1_percent_off` for file names."""
+    parts = key.split(".")
+    short = ".".join(parts[-2:]) if len(parts) > 2 else key
+    return "".join(c if c.isalnum() else "_" for c in short).strip("_")
 
 
 def _kpi_vs_param(points: Sequence[PointResult], key: str, others: list[str],
-                  kpis: Sequence[str], path: Path) -> Path:
+                  kpis: Sequence[str], path: Path, names: Names,
+                  best: PointResult | None) -> Path:
     groups: dict[tuple[Any, ...], list[PointResult]] = {}
     for p in points:
         groups.setdefault(tuple(p.params[k] for k in others), []).append(p)
@@ -96,7 +104,7 @@ def _kpi_vs_param(points: Sequence[PointResult], key: str, others: list[str],
                 group = sorted(group, key=lambda p: p.params[key])
                 x = [p.params[key] for p in group]
                 s = [p.summary[kpi] for p in group]
-                name = ", ".join(f"{_short(k)}={v}" for k, v in zip(others, label, strict=True))
+                name = names.point(dict(zip(others, label, strict=True)))
                 line, = ax.plot(x, [v.mean for v in s], marker="o", label=name or None)
                 ax.fill_between(x, [v.ci_low for v in s], [v.ci_high for v in s],
                                 color=line.get_color(), alpha=0.2)
@@ -108,19 +116,26 @@ def _kpi_vs_param(points: Sequence[PointResult], key: str, others: list[str],
             mean = np.array([v.mean for v in s])
             err = np.array([[v.mean - v.ci_low for v in s], [v.ci_high - v.mean for v in s]])
             ax.errorbar(x, mean, yerr=err, fmt="o", ms=3, capsize=2, alpha=0.8)
-        ax.set_xlabel(_short(key))
+        if best is not None:
+            ax.plot([best.params[key]], [best.mean(kpi)], marker="*", ms=14, color="tab:red",
+                    linestyle="none", label="best feasible point", zorder=5)
+        ax.set_xlabel(names.param(key), fontsize=8)
+        ax.yaxis.set_major_formatter(_ticks(kpi))
         ax.set_title(_kpi(kpi), fontsize=9)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"KPI means vs {_short(key)} (bands/bars: 95% CI)", fontsize=10)
+    fig.suptitle(f"KPI means vs {names.param(key)} (bands/bars: 95% CI; "
+                 "red star: the best feasible point)", fontsize=10)
     return _save(fig, path)
 
 
 def _heatmaps(points: Sequence[PointResult], kx: str, ky: str, kpis: Sequence[str],
-              path: Path) -> Path:
+              path: Path, names: Names, best: PointResult | None) -> Path:
     xs = sorted({p.params[kx] for p in points})
     ys = sorted({p.params[ky] for p in points})
     is_grid = len(xs) * len(ys) <= len(points) and len(xs) <= 30 and len(ys) <= 30
-    fig, axes = _grid(len(kpis))
+    wide = is_grid and len(xs) > 3  # the unit goes under the number, to fit the cell
+    fig, axes = _grid(len(kpis), max(4.6, 0.75 * len(xs) + 2.2) if is_grid else 4.6,
+                      max(3.4, 0.45 * len(ys) + 2.2) if is_grid else 3.4)
     for ax, kpi in zip(axes, kpis, strict=True):
         if is_grid:
             # Mean over any further parameters: a cell is one (x, y) setting.
@@ -131,21 +146,33 @@ def _heatmaps(points: Sequence[PointResult], kx: str, ky: str, kpis: Sequence[st
             for (x, y), vals in cells.items():
                 z[ys.index(y), xs.index(x)] = float(np.mean(vals))
             im = ax.imshow(z, origin="lower", aspect="auto", cmap="viridis")
-            ax.set_xticks(range(len(xs)), [f"{v:g}" for v in xs], fontsize=7)
-            ax.set_yticks(range(len(ys)), [f"{v:g}" for v in ys], fontsize=7)
+            ax.set_xticks(range(len(xs)), [names.value(kx, v) for v in xs], fontsize=7)
+            ax.set_yticks(range(len(ys)), [names.value(ky, v) for v in ys], fontsize=7)
             if z.size <= 64:
+                mid = np.nanmin(z) + 0.6 * (np.nanmax(z) - np.nanmin(z))
                 for (r, c), v in np.ndenumerate(z):
                     if not np.isnan(v):
-                        ax.text(c, r, _cell(v), ha="center", va="center", fontsize=7,
-                                color="white")
+                        text = fmt_kpi(kpi, v)
+                        ax.text(c, r, text.replace(" ", "\n", 1) if wide else text,
+                                ha="center", va="center", fontsize=7,
+                                color="black" if v > mid else "white")
+            if best is not None:
+                bx, by = xs.index(best.params[kx]), ys.index(best.params[ky])
+                ax.add_patch(Rectangle((bx - 0.5, by - 0.5), 1, 1, fill=False,
+                                       edgecolor="red", linewidth=2.5))
         else:
             im = ax.scatter([p.params[kx] for p in points], [p.params[ky] for p in points],
                             c=[p.mean(kpi) for p in points], cmap="viridis", s=30)
-        fig.colorbar(im, ax=ax, shrink=0.8)
-        ax.set_xlabel(_short(kx))
-        ax.set_ylabel(_short(ky))
+            if best is not None:
+                ax.plot([best.params[kx]], [best.params[ky]], marker="*", ms=16,
+                        color="red", linestyle="none")
+        bar = fig.colorbar(im, ax=ax, shrink=0.8, format=_ticks(kpi))
+        bar.ax.tick_params(labelsize=7)
+        ax.set_xlabel(names.param(kx), fontsize=8)
+        ax.set_ylabel(names.param(ky), fontsize=8)
         ax.set_title(_kpi(kpi), fontsize=9)
-    fig.suptitle("KPI means over two parameters", fontsize=10)
+    fig.suptitle("KPI means over two parameters" + (" (red box: the best feasible point)"
+                                                    if best is not None else ""), fontsize=10)
     return _save(fig, path)
 
 
@@ -153,7 +180,8 @@ def _feasible(points: Sequence[PointResult], keys: list[str], sweep: SweepResult
               path: Path) -> Path:
     ok = [p for p in points if p.feasible]
     bad = [p for p in points if not p.feasible]
-    rule = " and ".join(str(c) for c in sweep.constraints)
+    rule = " and ".join(c.text() for c in sweep.constraints)
+    names = sweep.names
     if len(keys) >= 2:
         fig, ax = plt.subplots(figsize=(6, 4.6))
         kx, ky = keys
@@ -161,8 +189,11 @@ def _feasible(points: Sequence[PointResult], keys: list[str], sweep: SweepResult
                    color="tab:red", label=f"infeasible ({len(bad)})")
         ax.scatter([p.params[kx] for p in ok], [p.params[ky] for p in ok], marker="o",
                    color="tab:green", label=f"feasible ({len(ok)})")
-        ax.set_xlabel(_short(kx))
-        ax.set_ylabel(_short(ky))
+        if sweep.best is not None:
+            ax.plot([sweep.best.params[kx]], [sweep.best.params[ky]], marker="*", ms=16,
+                    color="tab:blue", linestyle="none", label="best feasible point")
+        ax.set_xlabel(names.param(kx))
+        ax.set_ylabel(names.param(ky))
         ax.legend(fontsize=7)
         ax.set_title(f"Feasible region: {rule}", fontsize=9)
         return _save(fig, path)
@@ -174,9 +205,10 @@ def _feasible(points: Sequence[PointResult], keys: list[str], sweep: SweepResult
             ax.scatter([p.params[key] for p in group], [p.mean(c.kpi) for p in group],
                        marker=style, color="tab:green" if group is ok else "tab:red",
                        label=f"{label} ({len(group)})")
-        ax.axhline(c.bound, color="grey", linestyle="--", label=str(c))
-        ax.set_xlabel(_short(key))
+        ax.axhline(c.bound, color="grey", linestyle="--", label=c.text())
+        ax.set_xlabel(names.param(key))
         ax.set_ylabel(_kpi(c.kpi))
+        ax.yaxis.set_major_formatter(_ticks(c.kpi))
         ax.legend(fontsize=7)
     fig.suptitle(f"Feasible region: {rule}", fontsize=10)
     return _save(fig, path)
@@ -198,6 +230,8 @@ def pareto_plot(trials: Sequence[dict[str, Any]], front: Sequence[dict[str, Any]
             label=f"Pareto front ({len(front)})")
     ax.set_xlabel(_kpi(fx))
     ax.set_ylabel(_kpi(fy))
+    ax.xaxis.set_major_formatter(_ticks(fx, say_yuan=False))
+    ax.yaxis.set_major_formatter(_ticks(fy))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     ax.set_title("Pareto front (feasible, non-dominated trials)", fontsize=10)
@@ -225,22 +259,30 @@ def history_plot(trials: Sequence[dict[str, Any]], objective: str, maximize: boo
     ax.step(xs, ys, where="post", color="black", label="best feasible so far")
     ax.set_xlabel("trial")
     ax.set_ylabel(_kpi(objective))
+    ax.yaxis.set_major_formatter(_ticks(objective))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return _save(fig, path)
 
 
-def indices_plot(rows: Sequence[dict[str, Any]], kpi: str, method: str, path: Path) -> Path:
+def indices_plot(rows: Sequence[dict[str, Any]], kpi: str, method: str, path: Path,
+                 names: Names) -> Path:
     """Bars per parameter: Sobol S1 and ST, or Morris mu* and sigma, with confidence bars."""
-    names = [_short(r["param"]) for r in rows]
+    labels = [names.param(r["param"]) for r in rows]
     first, total = (("S1", "ST") if method == "sobol" else ("mu_star", "sigma"))
     x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(max(4.8, 1.3 * len(rows) + 2), 3.8))
+    fig, ax = plt.subplots(figsize=(max(6.4, 1.6 * len(rows) + 2), 4.2))
     ax.bar(x - 0.2, [r[first] for r in rows], 0.4, label=first,
            yerr=[r[f"{first}_conf"] for r in rows], capsize=3)
     second_err = [r.get(f"{total}_conf", 0.0) for r in rows]
     ax.bar(x + 0.2, [r[total] for r in rows], 0.4, label=total, yerr=second_err, capsize=3)
-    ax.set_xticks(x, names, rotation=20, ha="right", fontsize=8)
+    ax.set_xticks(x, labels, rotation=20, ha="right", fontsize=8)
+    if method == "morris":
+        ax.set_ylabel(f"effect on {_kpi(kpi)}", fontsize=8)
+        ax.yaxis.set_major_formatter(_ticks(kpi) if kpi_unit(kpi) == "yuan"
+                                     else FuncFormatter(lambda v, _: compact(v)))
+    else:
+        ax.set_ylabel("share of the KPI's variance", fontsize=8)
     ax.axhline(0, color="black", linewidth=0.6)
     ax.set_title(f"{method} indices: {_kpi(kpi)} (bars: 95% confidence)", fontsize=10)
     ax.legend(fontsize=8)

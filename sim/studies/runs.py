@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from campaign.scenario import Scenario, parse_scenario
+from sim.labels import Names
 from sim.model import child_seed, simulate_once
+from sim.page import Page
+from sim.progress import progress as progress_bar
 from sim.stats import KpiSummary
 from sim.studies.executor import Executor
-from sim.studies.params import Constraint, Param
+from sim.studies.params import Constraint, Objective, Param
 
 Model = Callable[[Scenario, np.random.SeedSequence], Mapping[str, float]]
 
@@ -74,8 +76,8 @@ def run_points(points: Sequence[dict[str, Any]], source: str, *, replications: i
     tasks = [RunTask(p, first_replication + r, seed, data, source, model)
              for p, data in enumerate(points) for r in range(replications)]
     out: list[list[RunOutcome]] = [[] for _ in points]
-    with tqdm(total=len(tasks), desc=desc, unit="run", disable=not progress,
-              dynamic_ncols=True) as bar:
+    with progress_bar(total=len(tasks), enabled=progress, desc=desc, unit="run",
+                      dynamic_ncols=True) as bar:
         for task, result in executor.map_unordered(run_task, tasks):
             if isinstance(result, BaseException):
                 outcome = RunOutcome(task.point, task.replication, None, _describe(result))
@@ -151,6 +153,22 @@ class SweepResult:
     constraints: list[Constraint]
     out_dir: Path
     files: list[Path] = field(default_factory=list)
+    names: Names = field(default_factory=lambda: Names({}))
+    objective: Objective | None = None
+    page: Page | None = None
+    """report.html's content (the answer on top), once written."""
+
+    @property
+    def best(self) -> PointResult | None:
+        """The point with the best mean objective among those that meet the constraints."""
+        if self.objective is None:
+            return None
+        kpi = self.objective.kpi
+        ok = [p for p in self.points if kpi in p.summary and p.feasible is not False]
+        if not ok:
+            return None
+        pick = max if self.objective.direction == "maximize" else min
+        return pick(ok, key=lambda p: p.mean(kpi))
 
     @property
     def failures(self) -> list[tuple[PointResult, RunOutcome]]:

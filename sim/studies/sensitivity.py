@@ -25,6 +25,8 @@ from SALib.sample import morris as morris_sample
 from SALib.sample import sobol as sobol_sample
 
 from campaign.errors import ScenarioError
+from sim.labels import Names
+from sim.page import Page
 from sim.studies.executor import Executor
 from sim.studies.params import (
     Param,
@@ -34,6 +36,7 @@ from sim.studies.params import (
     scenario_points,
 )
 from sim.studies.plots import indices_plot
+from sim.studies.report import sensitivity_page
 from sim.studies.runs import Model, mean_kpis, run_points, simulate_kpis, write_csv
 
 METHODS = ("sobol", "morris")
@@ -49,6 +52,8 @@ class SensitivityResult:
     constant: list[str]  # KPIs that never changed: no index to compute
     failures: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    page: Page | None = None
+    """report.html's content (the answer on top), once written."""
 
 
 def problem_of(params: Sequence[Param]) -> dict[str, Any]:
@@ -91,6 +96,7 @@ class SensitivityPlan:
     scenarios: list[dict[str, Any]]
     replications: int
     seed: int
+    base: dict[str, Any]
 
 
 def plan_sensitivity(data: dict[str, Any], source: str, params: Sequence[Param], *,
@@ -106,7 +112,8 @@ def plan_sensitivity(data: dict[str, Any], source: str, params: Sequence[Param],
     X = np.array([[p.cast(v) for p, v in zip(params, row, strict=True)] for row in X])
     points = [{p.key: p.cast(v) for p, v in zip(params, row, strict=True)} for row in X]
     scenarios = scenario_points(data, source, points)
-    return SensitivityPlan(source, method, params, X, points, scenarios, replications, seed)
+    return SensitivityPlan(source, method, params, X, points, scenarios, replications, seed,
+                           data)
 
 
 def run_sensitivity(plan: SensitivityPlan, *, executor: Executor, out_dir: Path,
@@ -132,11 +139,16 @@ def run_sensitivity(plan: SensitivityPlan, *, executor: Executor, out_dir: Path,
         result.rows += analyse(problem, plan.method, plan.X, Y, kpi, plan.seed)
     result.files += write_indices(result, out_dir)
     kpis = plot_kpis or [k for k in DEFAULT_PLOT_KPIS if k in means[0]]
+    names = Names(plan.base)
+    figures = []
     for kpi in kpis:
         rows = [r for r in result.rows if r["kpi"] == kpi]
         if rows:
-            result.files.append(indices_plot(rows, kpi, plan.method,
-                                             out_dir / f"indices_{kpi}.png"))
+            figures.append(indices_plot(rows, kpi, plan.method,
+                                        out_dir / f"indices_{kpi}.png", names))
+    result.files += figures
+    result.page = sensitivity_page(result, plan, means, kpis, plan.base, figures)
+    result.files.append(result.page.write(out_dir / "report.html"))
     return result
 
 

@@ -13,10 +13,12 @@ import numpy as np
 from scipy.stats import qmc
 
 from campaign.errors import ScenarioError
+from sim.labels import Names
 from sim.stats import summarize
 from sim.studies.executor import Executor
 from sim.studies.params import (
     Constraint,
+    Objective,
     Param,
     check_bounds,
     check_unique_keys,
@@ -24,6 +26,7 @@ from sim.studies.params import (
     scenario_points,
 )
 from sim.studies.plots import sweep_plots
+from sim.studies.report import sweep_page
 from sim.studies.runs import (
     Model,
     PointResult,
@@ -34,6 +37,7 @@ from sim.studies.runs import (
     write_csv,
 )
 
+DEFAULT_OBJECTIVE = Objective("gross_profit", "maximize")
 DEFAULT_PLOT_KPIS = ("gross_profit", "profit", "group_completion_rate", "orders_paid",
                      "subsidy_spent", "roi")
 
@@ -76,11 +80,14 @@ class SweepPlan:
     replications: int
     seed: int
     constraints: list[Constraint]
+    base: dict[str, Any]
+    objective: Objective = DEFAULT_OBJECTIVE
 
 
 def plan_sweep(data: dict[str, Any], source: str, params: Sequence[Param], *,
                design: str = "grid", samples: int = 20, replications: int = 5, seed: int = 1,
-               constraints: Sequence[Constraint] = ()) -> SweepPlan:
+               constraints: Sequence[Constraint] = (),
+               objective: Objective = DEFAULT_OBJECTIVE) -> SweepPlan:
     """Build the design and check every point through the scenario schema (nothing runs);
     ScenarioError with one line per bad key, value or point."""
     if replications < 1:
@@ -90,7 +97,7 @@ def plan_sweep(data: dict[str, Any], source: str, params: Sequence[Param], *,
         check_bounds(data, source, params)
     scenarios = scenario_points(data, source, points)
     return SweepPlan(source, list(params), points, scenarios, replications, seed,
-                     list(constraints))
+                     list(constraints), data, objective)
 
 
 def run_sweep(plan: SweepPlan, *, executor: Executor, out_dir: Path,
@@ -109,15 +116,22 @@ def run_sweep(plan: SweepPlan, *, executor: Executor, out_dir: Path,
             res.feasible = feasible({k: s.mean for k, s in res.summary.items()},
                                     plan.constraints)
         results.append(res)
-    sweep = SweepResult(results, plan.params, plan.constraints, out_dir)
+    sweep = SweepResult(results, plan.params, plan.constraints, out_dir, names=Names(plan.base),
+                        objective=plan.objective)
     sweep.files += write_tables(sweep)
-    sweep.files += sweep_plots(sweep, plot_kpis or _default_kpis(results, plan.constraints))
+    figures = sweep_plots(sweep, plot_kpis or _default_kpis(results, plan.constraints,
+                                                            plan.objective))
+    sweep.files += figures
+    sweep.page = sweep_page(sweep, plan, figures)
+    sweep.files.append(sweep.page.write(out_dir / "report.html"))
     return sweep
 
 
-def _default_kpis(points: Sequence[PointResult], constraints: Sequence[Constraint]) -> list[str]:
+def _default_kpis(points: Sequence[PointResult], constraints: Sequence[Constraint],
+                  objective: Objective) -> list[str]:
     have = next((p.summary for p in points if p.summary), {})
-    kpis = [k for k in DEFAULT_PLOT_KPIS if k in have]
+    kpis = [k for k in (objective.kpi, *DEFAULT_PLOT_KPIS) if k in have]
+    kpis = list(dict.fromkeys(kpis))
     return kpis + [c.kpi for c in constraints if c.kpi not in kpis]
 
 

@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from tqdm import tqdm
 
 from campaign.errors import ScenarioError
+from sim.page import Page
+from sim.progress import progress as progress_bar
 from sim.stats import summarize
 from sim.studies import plots
 from sim.studies.executor import Executor
@@ -38,6 +39,7 @@ from sim.studies.params import (
     format_params,
     scenario_points,
 )
+from sim.studies.report import tune_page
 from sim.studies.runs import Model, mean_kpis, ok_rows, run_points, simulate_kpis, write_csv
 
 BATCH = 4
@@ -91,6 +93,8 @@ class TuneResult:
     new_trials: int = 0
     failures: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    page: Page | None = None
+    """report.html's content (the answer on top), once written."""
 
     @property
     def feasible_rows(self) -> list[dict[str, Any]]:
@@ -138,8 +142,8 @@ def run_tune(data: dict[str, Any], source: str, settings: TuneSettings, *, study
     done = sum(1 for t in study.get_trials(deepcopy=False)
                if t.state == optuna.trial.TrialState.COMPLETE or "error" in t.user_attrs)
     todo = max(0, settings.trials - done)
-    with tqdm(total=todo, desc=f"tune {study_name}", unit="trial", disable=not progress,
-              dynamic_ncols=True) as bar:
+    with progress_bar(total=todo, enabled=progress, desc=f"tune {study_name}", unit="trial",
+                      dynamic_ncols=True) as bar:
         while todo > 0:
             n = min(BATCH, todo)
             try:
@@ -169,6 +173,8 @@ def run_tune(data: dict[str, Any], source: str, settings: TuneSettings, *, study
         complete = [r for r in result.rows if r["state"] == "COMPLETE"]
         result.files.append(plots.pareto_plot(complete, result.front, objectives,
                                                    out_dir / "pareto.png"))
+    result.page = tune_page(result, settings, data, source)
+    result.files.append(result.page.write(out_dir / "report.html"))
     return result
 
 

@@ -208,7 +208,9 @@ def test_cli_sweep_end_to_end(
         capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "4 points x 2 replications: 8 runs ok, 0 failed" in proc.stdout
-    assert "feasible points (group_completion_rate>=0.5)" in proc.stdout
+    assert "of 4 points meet group completion rate ≥ 50%" in proc.stdout
+    assert "Best point" in proc.stdout or "No point meets the constraints" in proc.stdout
+    assert 'id=answer' in (tmp_path / "o" / "report.html").read_text()
     assert len(read_rows(tmp_path / "o" / "points.csv")) == 4
 
 

@@ -72,7 +72,7 @@ def test_best_is_feasible_never_an_infeasible_trial_and_is_re_estimated(tmp_path
     assert best["fresh_replications"] == 5 and s["n"] == 5
     assert s["ci_low"] < s["mean"] < s["ci_high"]
     assert best["feasible_on_fresh_replications"]
-    on_disk = json.loads((result.files[-1]).read_text())
+    on_disk = json.loads(next(f for f in result.files if f.name == "best.json").read_text())
     assert on_disk["trial"] == best["trial"]
     with (result.files[0]).open() as fh:
         assert len(list(csv.DictReader(fh))) == 24
@@ -185,7 +185,7 @@ def test_cli_tune_runs_and_resumes_the_real_model(
             "--out", str(tmp_path / "o")]
     assert main([*argv, "--trials", "4"]) == 0
     out = capsys.readouterr().out
-    assert "study cli: 4 trials (4 new)" in out and "best feasible trial" in out
+    assert "study cli: 4 trials (4 new)" in out and "Best point (trial" in out
     assert (tmp_path / "results" / "tuning" / "cli.db").exists()
     assert main([*argv, "--trials", "6"]) == 0
     out = capsys.readouterr().out
