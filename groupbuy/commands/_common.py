@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-RESULTS = REPO_ROOT / "results"
+# Where runs write unless --out says otherwise; GROUPBUY_RESULTS moves it (the doc tests do).
+RESULTS = Path(os.environ.get("GROUPBUY_RESULTS") or REPO_ROOT / "results")
 DEFAULT_SCENARIO = REPO_ROOT / "scenarios" / "default.toml"
 
 
