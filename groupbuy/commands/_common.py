@@ -120,7 +120,18 @@ def admin_token_from(args: argparse.Namespace) -> tuple[str | None, str]:
             raise UsageError(f"--admin-token-file: cannot read {path}: {exc.strerror}") from None
         if not token:
             raise UsageError(f"--admin-token-file: {path} is empty")
-        return token, f"in {path}"
+        return _printable(token, f"--admin-token-file {path}"), f"in {path}"
     if os.environ.get("GROUPBUY_ADMIN_TOKEN"):
-        return os.environ["GROUPBUY_ADMIN_TOKEN"], "from $GROUPBUY_ADMIN_TOKEN"
+        return _printable(os.environ["GROUPBUY_ADMIN_TOKEN"].strip(), "GROUPBUY_ADMIN_TOKEN"), \
+            "from $GROUPBUY_ADMIN_TOKEN"
     return None, ""
+
+
+def _printable(token: str, where: str) -> str:
+    """`token` if it can go in an HTTP header (printable ASCII), else a usage error."""
+    from groupbuy.cli import UsageError
+
+    if not token.isascii() or not token.isprintable():
+        raise UsageError(f"{where}: not a token (it must be printable ASCII, e.g. what "
+                         "groupbuy serve wrote to its admin-token file)")
+    return token

@@ -202,6 +202,14 @@ def test_mistakes_get_one_line_and_exit_code_2(args: list[str], message: str,
     assert not (tmp_path / "o").exists()  # nothing was started, no folder was made
 
 
+def test_a_token_that_cannot_go_in_a_header_is_one_line(tmp_path: Path) -> None:
+    proc = run("loadtest", str(SCENARIOS / "flash_sale.toml"), "--host", "http://127.0.0.1:9",
+               "--out", str(tmp_path / "o"), token="…")  # a placeholder copied from the docs
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "GROUPBUY_ADMIN_TOKEN: not a token (it must be printable ASCII" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_an_unreachable_server_is_one_line_for_loadtest(tmp_path: Path) -> None:
     proc = run("loadtest", str(SCENARIOS / "flash_sale.toml"), "--host", "http://127.0.0.1:9",
                "--out", str(tmp_path / "o"), token="t")
