@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="feasibility rule on KPI means, e.g. group_completion_rate>=0.6")
     p.add_argument("--objective", default="gross_profit", metavar="KPI[:max|min]",
                    help="what the best point maximises (or minimises) in report.html and on "
-                        "the plots (default gross_profit)")
+                        "the plots")
     p.add_argument("--kpi", action="append", default=[], metavar="KPI",
                    help="KPI to plot (repeatable; default: profit, completion, subsidy …)")
     add_executor_args(p)

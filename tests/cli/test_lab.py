@@ -81,7 +81,9 @@ MODULES = {"simpy": ("simpy",), "numpy": ("numpy",), "scipy": ("scipy",),
            "salib": ("SALib",), "pandas": ("pandas",), "dask": ("dask", "distributed"),
            "fastapi": ("fastapi", "starlette"), "uvicorn": ("uvicorn",),
            "psycopg": ("psycopg",), "psycopg-pool": ("psycopg_pool",), "redis": ("redis",),
-           "locust": ("locust", "gevent"), "httpx": ("httpx",), "psutil": ("psutil",)}
+           "locust": ("locust", "gevent"), "httpx": ("httpx",), "psutil": ("psutil",),
+           # the CJK font is optional at run time (sim/plotstyle.py falls back to system fonts)
+           "noto-cjk-sans-otc": ()}
 TOOLS = {"pytest", "pytest-xdist", "hypothesis", "ruff", "schemathesis"}
 
 

@@ -130,8 +130,11 @@ def test_stopping_a_run_leaves_no_process_behind(groupbuy_exe: str, tmp_path: Pa
         load_dir = out / "loadtest"
     log = tmp_path / "stderr.txt"
     with log.open("w") as err_fh:  # a file: an unread pipe would fill up and block the run
+        # SIGINT back to its default in the child: a test run started in the background by a
+        # shell without job control inherits SIGINT ignored, and Python then keeps it ignored.
         proc = subprocess.Popen([groupbuy_exe, *args], stdout=subprocess.DEVNULL,
-                                stderr=err_fh, env=ENV)
+                                stderr=err_fh, env=ENV,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         # Server workers and both Locust processes are up once both histories exist.
         parts = 2 if command == "loadtest" else 1

@@ -75,7 +75,8 @@ def test_live_judge_reads_whole_lines_and_waits_out_the_grace(tmp_path: Path) ->
     import time
 
     now = time.time()
-    writer = HistoryWriter(tmp_path / "history-0.jsonl", HistoryHeader("r", None, 0, 1, now))
+    writer = HistoryWriter(tmp_path / "history-0.jsonl", HistoryHeader("r", None, 0, 1, now),
+                           flush_seconds=0)  # every line on disk at once, as the judge reads
     checks = Checks(p99_ms=100, abort_on_fail=True, abort_grace_seconds=0)
     live = LiveJudge(checks, tmp_path)
     assert live.missed() == []  # nothing written yet
