@@ -99,8 +99,8 @@ def answer_text(answer: Answer) -> str:
 
 
 _STYLE = """
-body { font-family: system-ui, "Noto Sans CJK SC", "Noto Sans", sans-serif; margin: 2em auto;
-       max-width: 1120px; color: #222; padding: 0 1em; }
+body { font-family: system-ui, "Noto Sans CJK SC", "Noto Sans", "Lab CJK", sans-serif;
+       margin: 2em auto; max-width: 1120px; color: #222; padding: 0 1em; }
 table { border-collapse: collapse; margin: 1em 0; }
 td, th { border-bottom: 1px solid #ddd; padding: 3px 10px; text-align: left; vertical-align: top; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
@@ -115,6 +115,16 @@ figure { margin: 2em 0; } img { max-width: 100%; }
 figcaption, p.note { color: #555; font-size: 90%; }
 small { color: #666; }
 """
+
+
+def _font_face() -> str:
+    """The packaged CJK font as a web font, for a browser on a machine without a CJK font (the
+    report is read where it was made; elsewhere the reader's own fonts come first)."""
+    from sim.plotstyle import packaged_font
+
+    path = packaged_font()
+    return "" if path is None else (
+        f'@font-face {{ font-family: "Lab CJK"; src: url("{path.as_uri()}"); }}\n')
 
 
 @dataclass
@@ -139,7 +149,7 @@ class Page:
             "</figcaption></figure>" for p, caption in self.figures)
         path.write_text(f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{esc(self.title)}</title>
-<style>{_STYLE}</style></head><body>
+<style>{_font_face()}{_STYLE}</style></head><body>
 <h1>{esc(self.title)}</h1>
 <section class=answer id=answer><h2>{esc(self.answer.headline)}</h2>
 <table>{rows}</table>{warns}</section>

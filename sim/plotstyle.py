@@ -24,7 +24,8 @@ SYSTEM_FONTS = (
 )
 
 
-def _packaged_font() -> Path | None:
+def packaged_font() -> Path | None:
+    """The CJK font file the `noto-cjk-sans-otc` package ships, if installed."""
     try:
         from noto_cjk_sans_otc import FONT_PATH
     except ImportError:
@@ -37,7 +38,7 @@ def _packaged_font() -> Path | None:
 def cjk_font() -> str | None:
     """Register a CJK font with matplotlib once and put it after DejaVu Sans in the sans-serif
     fallback list; its family name, or None when no CJK font is installed."""
-    candidates = [_packaged_font(), *(Path(p) for p in SYSTEM_FONTS)]
+    candidates = [packaged_font(), *(Path(p) for p in SYSTEM_FONTS)]
     for path in candidates:
         if path is None or not path.exists():
             continue
