@@ -21,21 +21,9 @@ from loadtests.checker import (
 )
 from loadtests.history import History, HistoryHeader
 from loadtests.state import FinalState
+from tests.support.checkout import CAMPAIGN, T0
 
-T0 = 1_800_000_000.0
 LATER = T0 + 2 * 3600  # past the first-hour discount
-CAMPAIGN: dict[str, Any] = {
-    "name": "rules", "per_user_limit": 2, "payment_timeout_minutes": 15,
-    "skus": [{"id": "hot", "stock": 5, "list_price": 100.0, "unit_cost": 40.0},
-             {"id": "grp", "stock": 50, "list_price": 50.0, "unit_cost": 20.0}],
-    "phases": [{"name": "burst", "hours": 2}, {"name": "tail", "hours": 10}],
-    "groups": {"window_hours": 4, "leader_reward": 5.0, "failure_policy": "refund",
-               "tiers": [{"size": 2, "percent_off": 20}, {"size": 3, "percent_off": 30}]},
-    "time_discounts": [{"name": "first-hour", "start_hour": 0, "end_hour": 1,
-                        "percent_off": 50}],
-    "first_orders_gift": {"count": 2, "gift_cost": 1.0},
-    "coupons": [{"id": "c10", "value": 10, "min_spend": 0, "pool": 3, "per_user": 1}],
-}
 
 
 def rules_for(campaign: dict[str, Any] = CAMPAIGN, **timing: float) -> Rules:
