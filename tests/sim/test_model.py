@@ -21,6 +21,7 @@ from sim.model.behaviour import Ladder, Sharing
 from sim.model.campaign import _Campaign
 from sim.model.groups import GroupBook
 from tests.support import SCENARIOS
+from tests.support.scenarios import one_sku
 
 
 def scenario(*, rate: float = 200.0, hours: float = 4.0, segment: dict[str, Any] | None = None,
@@ -30,20 +31,9 @@ def scenario(*, rate: float = 200.0, hours: float = 4.0, segment: dict[str, Any]
     """A one-SKU, one-phase, one-segment scenario; keyword arguments go into [campaign]."""
     seg = {"name": "new", "share": 1.0, "base_conversion": 0.5, "price_sensitivity": 0.0,
            "pay_probability": 1.0, **(segment or {})}
-    data: dict[str, Any] = {
-        "campaign": {"name": "model test", "skus": [{"id": "x", "stock": stock,
-                                                      "list_price": list_price,
-                                                      "unit_cost": 40.0}],
-                     "phases": [{"name": "sale", "hours": hours}], **campaign},
-        "audience": {"arrivals_per_hour": {"sale": rate}, "segments": [seg]},
-    }
-    if groups is not None:
-        data["campaign"]["groups"] = groups
-    if referral is not None:
-        data["audience"]["referral"] = referral
-    if behaviour is not None:
-        data["audience"]["groups"] = behaviour
-    return parse_scenario(data, "model test")
+    return one_sku("model test", [("sale", hours, rate)], seg, stock=stock,
+                   list_price=list_price, unit_cost=40.0, groups=groups, referral=referral,
+                   behaviour=behaviour, **campaign)
 
 
 def test_every_kpi_is_a_finite_float_for_every_shipped_scenario():

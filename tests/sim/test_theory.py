@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from campaign import parse_scenario
 from sim import replicate, simulate_once, summarize
 from sim.model import sample_arrivals
+from tests.support.scenarios import one_sku
 
 
 def scenario(*, phases: list[tuple[str, float, float]], segment: dict[str, Any] | None = None,
@@ -26,19 +26,8 @@ def scenario(*, phases: list[tuple[str, float, float]], segment: dict[str, Any] 
     """A one-SKU scenario: phases are (name, hours, arrivals per hour)."""
     seg = {"name": "all", "share": 1.0, "base_conversion": 1.0, "price_sensitivity": 0.0,
            "pay_probability": 1.0, **(segment or {})}
-    data: dict[str, Any] = {
-        "campaign": {"name": "theory", "skus": [{"id": "x", "stock": stock, "list_price": 10.0,
-                                                  "unit_cost": 4.0}],
-                     "phases": [{"name": n, "hours": h} for n, h, _ in phases], **campaign},
-        "audience": {"arrivals_per_hour": {n: r for n, _, r in phases}, "segments": [seg]},
-    }
-    if groups is not None:
-        data["campaign"]["groups"] = groups
-    if referral is not None:
-        data["audience"]["referral"] = referral
-    if behaviour is not None:
-        data["audience"]["groups"] = behaviour
-    return parse_scenario(data, "theory")
+    return one_sku("theory", phases, seg, stock=stock, list_price=10.0, unit_cost=4.0,
+                   groups=groups, referral=referral, behaviour=behaviour, **campaign)
 
 
 def inside(summary, value: float) -> bool:

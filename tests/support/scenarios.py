@@ -1,12 +1,37 @@
 """Scenarios for tests: a small one for the planner's tests (sweeps, tuning, sensitivity), quick
-to simulate, and the shipped ones with latency limits allowing for a busy machine."""
+to simulate, one-SKU scenarios built in code for the model's tests, and the shipped ones with
+latency limits allowing for a busy machine."""
 
 import os
 import re
 import tomllib
 from pathlib import Path
+from typing import Any
 
+from campaign.scenario import parse_scenario
 from tests.support import SCENARIOS
+
+
+def one_sku(name: str, phases: list[tuple[str, float, float]], segment: dict[str, Any], *,
+            stock: int, list_price: float, unit_cost: float,
+            groups: dict[str, Any] | None = None, referral: dict[str, Any] | None = None,
+            behaviour: dict[str, Any] | None = None, **campaign: Any):
+    """A parsed scenario with one SKU ("x") and one segment: phases are (name, hours, arrivals
+    per hour); `groups` and keyword arguments go into [campaign], `referral` and `behaviour`
+    into [audience.referral] and [audience.groups]."""
+    data: dict[str, Any] = {
+        "campaign": {"name": name, "skus": [{"id": "x", "stock": stock, "list_price": list_price,
+                                             "unit_cost": unit_cost}],
+                     "phases": [{"name": n, "hours": h} for n, h, _ in phases], **campaign},
+        "audience": {"arrivals_per_hour": {n: r for n, _, r in phases}, "segments": [segment]},
+    }
+    if groups is not None:
+        data["campaign"]["groups"] = groups
+    if referral is not None:
+        data["audience"]["referral"] = referral
+    if behaviour is not None:
+        data["audience"]["groups"] = behaviour
+    return parse_scenario(data, name)
 
 SMALL_TOML = """\
 [campaign]
