@@ -256,7 +256,7 @@ class OpenWorkloadUser(FastHttpUser):
         pick_journey = JourneyPicker(plan.mix)
         t0 = time.time()
         self.counts.update(scheduled=len(times), t0=t0)
-        watcher = gevent.spawn(self._watch_abort, Path(plan.run_dir) / ABORT_FILE)
+        ticker = gevent.spawn(self._tick, Path(plan.run_dir) / ABORT_FILE)
         for n, offset in enumerate(times):
             intended = t0 + offset
             delay = intended - time.time()
@@ -278,20 +278,23 @@ class OpenWorkloadUser(FastHttpUser):
             shopper = Shopper(plan, arrival, self._send, self.writer.write, board, rng.random(),
                               orders)
             self.journeys.spawn(self._journey, shopper)
-        watcher.kill()
         self.journeys.join(timeout=plan.drain_seconds)
+        ticker.kill()
         self._finish()
         _report_done(self.environment)
         while True:  # the shape stops the run once every process is done
             gevent.sleep(3600)
 
-    def _watch_abort(self, path: Path) -> None:
-        """Stop starting arrivals once the harness asks (abort_on_fail): the journeys in
-        flight finish, the history and arrival counts are written as at a normal end."""
-        while not path.exists():
+    def _tick(self, abort: Path) -> None:
+        """Every 0.25 s: put the history written so far on disk (writes come in bursts), and
+        stop starting arrivals once the harness asks (abort_on_fail) — the journeys in flight
+        finish, the history and arrival counts are written as at a normal end."""
+        while True:
+            self.writer.flush()
+            if not self.abort_asked and abort.exists():
+                self.abort_asked = True
+                self.counts["aborted"] = True
             gevent.sleep(0.25)
-        self.abort_asked = True
-        self.counts["aborted"] = True
 
     def _journey(self, shopper: Shopper) -> None:
         a = shopper.a

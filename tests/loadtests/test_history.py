@@ -64,8 +64,11 @@ def test_the_writer_flushes_within_its_interval_and_everything_on_close(tmp_path
     later = HistoryWriter(tmp_path / "later.jsonl", header(0, 1), flush_seconds=3600)
     later.write(REC)
     assert read_history(later.path) == []  # the header is on disk, the record buffered
-    later.close()
+    later.flush()  # what the load process's timer does between bursts of writes
     assert [op.order_id for op in read_history(later.path)] == ["o1"]
+    later.write(REC)
+    later.close()
+    assert [op.order_id for op in read_history(later.path)] == ["o1", "o1"]
     now.close()
 
 
