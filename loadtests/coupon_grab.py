@@ -1,7 +1,7 @@
 """Coupon grab: a crowd claims coupons from a limited pool and spends them; over-issuing the
 pool (优惠券超发) or a per-user limit is what the checker looks for.
 
-    locust -f loadtests/coupon_grab.py --host http://127.0.0.1:PORT --admin-token TOKEN
+    GROUPBUY_ADMIN_TOKEN=TOKEN locust -f loadtests/coupon_grab.py --host http://127.0.0.1:PORT
 
 Runs `scenarios/flash_sale.toml` (or `--scenario`) with a coupon-heavy journey mix.
 """

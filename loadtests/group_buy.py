@@ -1,7 +1,7 @@
 """Group buy (拼团): shoppers open groups, others join them, members pay; some never pay, so
 with the run's short group window some groups fail (and are refunded or re-priced).
 
-    locust -f loadtests/group_buy.py --host http://127.0.0.1:PORT --admin-token TOKEN
+    GROUPBUY_ADMIN_TOKEN=TOKEN locust -f loadtests/group_buy.py --host http://127.0.0.1:PORT
 
 Runs `scenarios/group_buy_two_tier.toml` (or `--scenario`) with a group-heavy journey mix.
 """

@@ -275,7 +275,7 @@ def run_loadtest(source: ScenarioFile, sched: Schedule, run_dir: Path, *,
     run_dir.mkdir(parents=True, exist_ok=True)
     clear_stale_run_files(run_dir)  # a reused folder must not mix a previous run's history in
     if host is not None and not admin_token:
-        raise ValueError("an admin token is needed for --host (--admin-token or "
+        raise ValueError("an admin token is needed for --host (--admin-token-file or "
                          "GROUPBUY_ADMIN_TOKEN)")
     if host is not None and fault_plan.needs_own_server:
         raise ValueError(f"faults {fault_plan.needs_own_server} need a server the run starts "

@@ -1,7 +1,7 @@
 """Mixed traffic: browse, reserve, pay, cancel, abandon, retry with the same idempotency key,
 client timeouts (unknown outcomes), groups and coupons, all at once.
 
-    locust -f loadtests/mixed.py --host http://127.0.0.1:PORT --admin-token TOKEN
+    GROUPBUY_ADMIN_TOKEN=TOKEN locust -f loadtests/mixed.py --host http://127.0.0.1:PORT
 
 Runs `scenarios/default.toml` (or `--scenario`) with every journey in the mix.
 """

@@ -1,6 +1,6 @@
 """Whatever the scenario says: its [load] schedule and journey mix, unchanged.
 
-    locust -f loadtests/scenario.py --host http://127.0.0.1:PORT --admin-token TOKEN \
+    GROUPBUY_ADMIN_TOKEN=TOKEN locust -f loadtests/scenario.py --host http://127.0.0.1:PORT \
         --scenario scenarios/default.toml
 
 `groupbuy loadtest` runs this locustfile with the plan it prepared (`--plan`).

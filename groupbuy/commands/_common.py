@@ -105,8 +105,6 @@ def admin_token_from(args: argparse.Namespace) -> tuple[str | None, str]:
     """The admin token from `--admin-token-file` or $GROUPBUY_ADMIN_TOKEN, and where it came
     from (never what it is); None when neither gives one. A usage error for a token on the
     command line, an unreadable file or an empty one."""
-    import os
-
     from groupbuy.cli import UsageError
 
     if getattr(args, "admin_token", None) is not None:
