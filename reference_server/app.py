@@ -25,12 +25,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from campaign.scenario import load_scenario
 from reference_server import CONTRACT_VERSION
+from reference_server.api.hot import HotRoutes
 from reference_server.api.main import ROUTERS
 from reference_server.api.shedding import LoadShedder
 from reference_server.api.steps import expire_now
-from reference_server.errors import ApiError, StoreUnavailable
+from reference_server.errors import ApiError, StoreUnavailable, unavailable
 from reference_server.startup import reconcile_sale
-from reference_server.stores import redact_url, store_from_url
+from reference_server.stores import store_from_url
 from reference_server.stores.base import Store
 
 log = logging.getLogger("reference_server")
@@ -100,6 +101,7 @@ def create_app(config: ServerConfig, clock: Callable[[], float] = time.time) -> 
     _add_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.add_middleware(HotRoutes, state=app.state)
     app.add_middleware(LoadShedder, limit=config.max_in_flight)
     return app
 
@@ -113,8 +115,8 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StoreUnavailable)
     async def _unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
-        log.error("store unavailable: %s", redact_url(str(exc)))  # no password in a log
-        return error("unavailable", "the store is unavailable; retry later")
+        err = unavailable(exc)
+        return JSONResponse(err.body(), status_code=err.status)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

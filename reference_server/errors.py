@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
+from campaign.redact import redact_url
+
+log = logging.getLogger("reference_server")
+
 STATUS = {
     "invalid": 422,
     "idempotency_key_reused": 422,
@@ -42,3 +48,10 @@ class ApiError(Exception):
 
 class StoreUnavailable(Exception):
     """The backend itself is in trouble (down, locked too long): the one case for a 503."""
+
+
+def unavailable(exc: StoreUnavailable) -> ApiError:
+    """What a client is told when the store is in trouble; the cause goes to the log, with any
+    password in a store URL redacted."""
+    log.error("store unavailable: %s", redact_url(str(exc)))
+    return ApiError("unavailable", "the store is unavailable; retry later")

@@ -107,6 +107,12 @@ async def _read_json(request: Request, required: bool) -> Any:
         body = await request.body()
     except ClientDisconnect:  # the client gave up (timed out): nobody to answer, nothing to log
         raise ApiError("invalid", "the client disconnected before sending its body") from None
+    return decode_json(body, required)
+
+
+def decode_json(body: bytes, required: bool) -> Any:
+    """A request body as JSON: UTF-8 only, no NaN or Infinity, at most `MAX_BODY_BYTES`; a
+    blank body reads as {} unless `required`."""
     if len(body) > MAX_BODY_BYTES:
         raise ApiError("too_large", f"body over {MAX_BODY_BYTES} bytes")
     if not body.strip() and not required:
@@ -177,9 +183,16 @@ class IdempotencyGuard:
         return self._fingerprint
 
     async def run(self, data: Any, build: Callable[[float], Awaitable[CreateOp]]) -> Response:
-        """`build(now)` checks and prices the request under the loaded sale; the store runs
-        it. Priced again when the sale changed meanwhile; a refusal an expired but unreleased
-        order may cause (sold out, limit, seat) is retried once after expiry."""
+        """`answer` as a response."""
+        status, body = await self.answer(data, build)
+        return Response(body, status_code=status, media_type="application/json")
+
+    async def answer(self, data: Any,
+                     build: Callable[[float], Awaitable[CreateOp]]) -> tuple[int, str]:
+        """The request's answer, (status, JSON body): `build(now)` checks and prices the
+        request under the loaded sale; the store runs it. Priced again when the sale changed
+        meanwhile; a refusal an expired but unreleased order may cause (sold out, limit, seat)
+        is retried once after expiry."""
         idem = IdemRequest(self.user, self.key, self.fingerprint(data))
         record_lazy = False
         for _ in range(STALE_RETRIES):
@@ -209,7 +222,7 @@ class IdempotencyGuard:
                            "different request")
         if begun.state == "in_flight":
             raise ApiError("in_flight", "a request with this Idempotency-Key is in progress")
-        return Response(begun.body, status_code=begun.status, media_type="application/json")
+        return begun.status, begun.body
 
 
 async def idempotency_guard(request: Request, user: CurrentUser, key: Annotated[str, Header(

@@ -45,6 +45,7 @@ from reference_server.stores.base import (
     Store,
     records_refusal,
 )
+from reference_server.stores.redis_scripts import ScriptChannel
 
 PREFIX = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 EXPIRY_BATCH = 500
@@ -91,7 +92,7 @@ class RedisStore(Store):
     def __init__(self, url: str) -> None:
         self.url, self.prefix = split_prefix(url)
         self._r: aioredis.Redis | None = None
-        self._scripts: dict[str, Any] = {}
+        self._scripts: ScriptChannel | None = None
         self._cached: tuple[tuple, Sale] | None = None
 
     @property
@@ -106,10 +107,13 @@ class RedisStore(Store):
         pool = aioredis.BlockingConnectionPool.from_url(
             self.url, decode_responses=True, max_connections=POOL_SIZE, timeout=POOL_WAIT_SECONDS)
         self._r = aioredis.Redis(connection_pool=pool)
-        bodies, load = _scripts()
-        self._scripts = {n: self._r.register_script(src) for n, src in bodies.items()}
-        self._scripts["load"] = self._r.register_script(load)
+        self._scripts = ScriptChannel(self.url, self.script_bodies())
         await self._r.ping()
+
+    def script_bodies(self) -> dict[str, str]:
+        """The Lua scripts by name (`load` included), as `_eval` runs them."""
+        bodies, load = _scripts()
+        return bodies | {"load": load}
 
     async def durability(self) -> Durability:
         try:
@@ -127,9 +131,18 @@ class RedisStore(Store):
         return Durability(settings)
 
     async def close(self) -> None:
+        if self._scripts is not None:
+            await self._scripts.close()
+            self._scripts = None
         if self._r is not None:
             await self._r.aclose(close_connection_pool=True)
             self._r = None
+
+    @property
+    def _channel(self) -> ScriptChannel:
+        if self._scripts is None:
+            raise StoreUnavailable("the Redis store is closed")
+        return self._scripts
 
     # -- helpers ----------------------------------------------------------------------------
     async def _sale_gen(self) -> tuple[Sale | None, str | None]:
@@ -163,7 +176,7 @@ class RedisStore(Store):
         tiers = ",".join(str(t.size) for t in groups.tiers) if groups else ""
         policy = groups.failure_policy if groups else ""
         argv = [self.prefix, sale_id, _num(now), tiers, policy, *[str(a) for a in args]]
-        out = await self._scripts[name](keys=[], args=argv)
+        out = await self._channel.call(name, argv)
         if out[0] == "stale":
             raise StaleSale()
         if out[0] == "err":
@@ -208,7 +221,7 @@ class RedisStore(Store):
             args += [s.id, s.stock]
         for c in sale.rules.coupons:
             args += [c.id, c.pool, c.per_user]
-        gen = await self._scripts["load"](keys=[], args=[str(a) for a in args])
+        gen = await self._channel.call("load", [str(a) for a in args])
         if gen and old_gen is not None:
             await self._drop_generation(old_gen)
         return bool(gen)

@@ -291,13 +291,28 @@ def _reset(tx: Tx) -> None:
     _init_counters(tx, sale)
 
 
+_SALES: dict[tuple[Any, ...], Sale] = {}
+"""Parsed sales by identity (campaign fingerprint, timing, sale id): every payment needs the
+sale, and reading and parsing the campaign text each time showed in the profile."""
+
+
 def _sale_or_none(tx: Tx) -> Sale | None:
-    row = tx.one("SELECT campaign, start, payment_timeout, group_window, sale_id FROM sale "
+    row = tx.one("SELECT fingerprint, start, payment_timeout, group_window, sale_id FROM sale "
                  "WHERE id = 1")
     if row is None:
         return None
-    return sale_from_record(row["campaign"], float(row["start"]), float(row["payment_timeout"]),
-                            float(row["group_window"]), str(row["sale_id"]))
+    ident = tuple(row.values())
+    sale = _SALES.get(ident)
+    if sale is None:
+        campaign = tx.one("SELECT campaign FROM sale WHERE id = 1")
+        assert campaign is not None
+        sale = sale_from_record(campaign["campaign"], float(row["start"]),
+                                float(row["payment_timeout"]), float(row["group_window"]),
+                                str(row["sale_id"]))
+        if len(_SALES) >= 16:
+            _SALES.clear()
+        _SALES[ident] = sale
+    return sale
 
 
 def _sale(tx: Tx) -> Sale:
@@ -418,6 +433,8 @@ def _owned_order(tx: Tx, order_id: str, user_id: str | None) -> dict[str, Any]:
 
 def _locked_order(tx: Tx, row: dict[str, Any]) -> dict[str, Any]:
     """Lock the order's group (if any) and then the order, in the global lock order."""
+    if not tx.lock:  # the whole transaction is exclusive (SQLite): the row read is current
+        return row
     if row["group_id"]:
         tx.one("SELECT group_id FROM groups WHERE group_id = ?" + tx.lock, row["group_id"])
     locked = tx.one("SELECT * FROM orders WHERE order_id = ?" + tx.lock, row["order_id"])
@@ -460,10 +477,11 @@ def _pay(tx: Tx, order_id: str, user_id: str | None, now: float) -> dict[str, An
             raise Deferred(ApiError("order_closed", f"order {order_id}: group "
                                     f"{row['group_id']} passed its deadline"))
     q = int(row["quantity"])
-    tx.run("UPDATE orders SET status = 'paid', paid_at = ? WHERE order_id = ?", now, order_id)
     tx.run("UPDATE skus SET reserved = reserved - ?, sold = sold + ? WHERE sku_id = ?",
            q, q, row["sku_id"])
-    if row["group_id"]:
+    if row["group_id"]:  # the group counts this order as paid when it closes
+        tx.run("UPDATE orders SET status = 'paid', paid_at = ? WHERE order_id = ?", now,
+               order_id)
         g = tx.one("UPDATE groups SET paid_members = paid_members + 1 WHERE group_id = ? "
                    "RETURNING *", row["group_id"])
         assert g is not None
@@ -473,8 +491,9 @@ def _pay(tx: Tx, order_id: str, user_id: str | None, now: float) -> dict[str, An
     seq = tx.one("UPDATE sale SET paid_seq = paid_seq + 1 WHERE id = 1 RETURNING paid_seq")
     assert seq is not None
     rank = int(seq["paid_seq"])
-    paid = tx.one("UPDATE orders SET paid_seq = ?, gift = ? WHERE order_id = ? RETURNING *",
-                  rank, int(gift_for(sale, sale.sku(row["sku_id"]), rank)), order_id)
+    paid = tx.one("UPDATE orders SET status = 'paid', paid_at = ?, paid_seq = ?, gift = ? "
+                  "WHERE order_id = ? RETURNING *",
+                  now, rank, int(gift_for(sale, sale.sku(row["sku_id"]), rank)), order_id)
     assert paid is not None
     return paid
 

@@ -74,13 +74,13 @@ def _count(obj: Any, name: str, calls: list[str]) -> None:
     setattr(obj, name, counted)
 
 
-async def _store_calls(lab: Lab, obj: Any, *names: str) -> tuple[list[str], list[str]]:
-    """The counted methods of `obj` a reserve, then its payment, called."""
+async def _store_calls(lab: Lab, *targets: tuple[Any, str]) -> tuple[list[str], list[str]]:
+    """The counted methods (object, name) a reserve, then its payment, called."""
     await lab.reserve("warm")  # the sale copy for pricing is read once a second
     reserve: list[str] = []
     pay: list[str] = []
     calls = reserve
-    for name in names:
+    for obj, name in targets:
         _count(obj, name, calls)
     order = (await lab.reserve("u1")).json()
     reserve_calls = list(calls)
@@ -96,7 +96,7 @@ async def test_postgres_reserve_and_pay_are_one_call_each() -> None:
     with postgres_schema(POSTGRES_URL) as url:
         async with running_lab(url) as lab:
             # `_run`: the threaded multi-statement path
-            calls = await _store_calls(lab, lab.store, "_call_function", "_run")
+            calls = await _store_calls(lab, (lab.store, "_call_function"), (lab.store, "_run"))
             assert calls == (["_call_function"], ["_call_function"])
             # an order in a group takes the Python body (its group may complete on payment)
             group = (await lab.open_group("u2")).json()
@@ -112,6 +112,8 @@ async def test_redis_reserve_and_pay_are_one_command_each() -> None:
     need_service("Redis", REDIS_URL)
     with redis_prefix(REDIS_URL) as url:
         async with running_lab(url) as lab:
-            # EVALSHA each: the key, the change and the recorded answer at once
-            calls = await _store_calls(lab, lab.store.r, "execute_command")
-            assert calls == (["execute_command"], ["execute_command"])
+            # EVALSHA each (the key, the change and the recorded answer at once), on the
+            # pipelined script connection; nothing through redis-py's pool
+            calls = await _store_calls(lab, (lab.store.r, "execute_command"),
+                                       (lab.store._channel, "call"))
+            assert calls == (["call"], ["call"])

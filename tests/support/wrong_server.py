@@ -245,12 +245,10 @@ def _racy_redis() -> None:
 
         safe = False
 
-        async def open(self) -> None:
-            await super().open()
-            bodies, _ = redis_store._scripts()
+        def script_bodies(self) -> dict[str, str]:
+            bodies = super().script_bodies()
             assert guard in bodies["reserve"], "the reserve script changed: update racy_redis"
-            self._scripts["reserve"] = self.r.register_script(
-                bodies["reserve"].replace(guard, ""))
+            return bodies | {"reserve": bodies["reserve"].replace(guard, "")}
 
         async def reserve(self, priced: Any, now: float) -> Any:
             _, gen = await self._need_sale()
