@@ -7,10 +7,10 @@
 -- arguments. A refusal is RAISEd as 'groupbuy:<code>:<message>' (the whole call rolls back) or
 -- recorded as the key's answer, as `records_refusal` says; 'groupbuy:stale' means the request
 -- was priced under a sale that is no longer loaded.
--- The names carry the version (`_v1`): a changed body gets a new name, so servers of two
+-- The names carry the version (`_v2`): a changed body gets a new name, so servers of two
 -- versions on one schema each call their own. Installed with CREATE OR REPLACE at store start.
 
-CREATE OR REPLACE FUNCTION gb_reserve_v1(
+CREATE OR REPLACE FUNCTION gb_reserve_v2(
     p_lock bigint, p_user text, p_key text, p_fp text, p_now float8, p_stale float8,
     p_ttl float8, p_record_lazy boolean, p_sale_id text, p_order_id text, p_sku text,
     p_q integer, p_limit integer, p_amount bigint, p_list_amount bigint, p_prices text,
@@ -25,6 +25,7 @@ DECLARE
   seq bigint;
   code text;
   msg text;
+  snap text;
 BEGIN
   -- a load or reset (exclusive) waits for this change, and this change for one in progress
   PERFORM pg_advisory_xact_lock_shared(p_lock);
@@ -105,19 +106,20 @@ BEGIN
       RAISE EXCEPTION 'groupbuy:%:%', code, msg;
     END IF;
     body := format('{"error": {"code": "%s", "message": %s}}', code, to_json(msg));
-    UPDATE idem SET state = 'done', status = 409, body = gb_reserve_v1.body, snapshot = NULL
+    UPDATE idem SET state = 'done', status = 409, body = gb_reserve_v2.body, snapshot = NULL
     WHERE user_id = p_user AND key = p_key;
-    RETURN QUERY SELECT 'done', 409, gb_reserve_v1.body, NULL::text;
+    RETURN QUERY SELECT 'done', 409, gb_reserve_v2.body, NULL::text;
     RETURN;
   END IF;
   -- the answer is the order as made (or as first made): kept as its row, rendered by the caller
-  UPDATE idem SET state = 'done', status = 201, body = NULL, snapshot = row_to_json(o)::text
+  snap := row_to_json(o)::text;
+  UPDATE idem SET state = 'done', status = 201, body = NULL, snapshot = snap
   WHERE user_id = p_user AND key = p_key;
-  RETURN QUERY SELECT 'done', 201, NULL::text, row_to_json(o)::text;
+  RETURN QUERY SELECT 'done', 201, NULL::text, snap;
 END
 $$;
 
-CREATE OR REPLACE FUNCTION gb_pay_v1(
+CREATE OR REPLACE FUNCTION gb_pay_v2(
     p_lock bigint, p_order_id text, p_user text, p_now float8, p_sale_id text,
     p_gift_count bigint)
 RETURNS TABLE (outcome text, snapshot text)
@@ -129,7 +131,9 @@ DECLARE
   rank bigint;
 BEGIN
   PERFORM pg_advisory_xact_lock_shared(p_lock);
-  SELECT * INTO o FROM orders WHERE order_id = p_order_id;  -- `_owned_order`
+  -- `_owned_order`, locked at once: an order in a group answers 'fallback' without waiting
+  -- for anything else, so taking its lock before its group's cannot deadlock
+  SELECT * INTO o FROM orders WHERE order_id = p_order_id FOR UPDATE;
   IF NOT FOUND THEN
     RAISE EXCEPTION 'groupbuy:not_found:no order %', quote_literal(p_order_id);
   END IF;
@@ -139,9 +143,6 @@ BEGIN
   IF o.group_id IS NOT NULL THEN  -- groups may close on payment: the Python body does that
     RETURN QUERY SELECT 'fallback', NULL::text;
     RETURN;
-  END IF;
-  IF o.status = 'reserved' THEN
-    SELECT * INTO o FROM orders WHERE order_id = p_order_id FOR UPDATE;
   END IF;
   IF o.status = 'paid' THEN  -- paying twice answers the paid order
     RETURN QUERY SELECT 'done', row_to_json(o)::text;
@@ -154,18 +155,20 @@ BEGIN
     RETURN QUERY SELECT 'fallback', NULL::text;
     RETURN;
   END IF;
-  SELECT sale_id INTO loaded FROM sale WHERE id = 1;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'groupbuy:no_sale:no sale is loaded (POST /v1/admin/sale)';
-  ELSIF loaded <> p_sale_id THEN  -- the gift count came from another sale
-    RAISE EXCEPTION 'groupbuy:stale';
-  END IF;
-  UPDATE orders SET status = 'paid', paid_at = p_now WHERE order_id = p_order_id;
   UPDATE skus SET reserved = reserved - o.quantity, sold = sold + o.quantity
   WHERE sku_id = o.sku_id;
-  -- the sale row is every payment's lock (dense ranks for the gift): taken last, briefly
-  UPDATE sale SET paid_seq = paid_seq + 1 WHERE id = 1 RETURNING paid_seq INTO rank;
-  UPDATE orders SET paid_seq = rank, gift = (rank <= p_gift_count)::integer
+  -- the sale row is every payment's lock (dense ranks for the gift): taken last, briefly; a
+  -- sale other than the one the gift count came from rolls all of it back
+  UPDATE sale SET paid_seq = paid_seq + 1 WHERE id = 1 RETURNING paid_seq, sale_id
+  INTO rank, loaded;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'groupbuy:no_sale:no sale is loaded (POST /v1/admin/sale)';
+  ELSIF loaded <> p_sale_id THEN
+    RAISE EXCEPTION 'groupbuy:stale';
+  END IF;
+  -- one new version of the order row, not two (every index of orders gets each version)
+  UPDATE orders SET status = 'paid', paid_at = p_now, paid_seq = rank,
+                    gift = (rank <= p_gift_count)::integer
   WHERE order_id = p_order_id RETURNING * INTO o;
   RETURN QUERY SELECT 'done', row_to_json(o)::text;
 END

@@ -13,6 +13,7 @@ Deadlocks and serialisation failures are retried. With `synchronous_commit = on`
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import re
 import zlib
@@ -99,6 +100,7 @@ class PostgresStore(SqlStore):
         self._threads = ThreadPoolExecutor(max_workers=POOL_SIZE, thread_name_prefix="pg")
         self._pool: ConnectionPool | None = None
         self._apool: AsyncConnectionPool | None = None
+        self._hot: _Leased | None = None
         self._lock_key = zlib.crc32(self.schema.encode())
 
     async def open(self) -> None:
@@ -107,9 +109,11 @@ class PostgresStore(SqlStore):
                                     open=False, timeout=10, kwargs=self._conn_kwargs())
         try:
             await apool.open(wait=True, timeout=10)
+            hot = await _Leased.take(apool, ASYNC_POOL_SIZE)
         except (psycopg.OperationalError, PoolTimeout) as exc:
+            await apool.close()
             raise StoreUnavailable(f"PostgreSQL: {exc}".strip()) from exc
-        self._apool = apool
+        self._apool, self._hot = apool, hot
 
     def _open(self) -> None:
         try:
@@ -154,6 +158,9 @@ class PostgresStore(SqlStore):
         return Durability(settings, "PostgreSQL " + "; ".join(problems) if problems else None)
 
     async def close(self) -> None:
+        if self._hot is not None:
+            await self._hot.give_back()
+            self._hot = None
         if self._apool is not None:
             await self._apool.close()
             self._apool = None
@@ -197,7 +204,7 @@ class PostgresStore(SqlStore):
         p: PricedReserve = op.args[0]
         req = p.req
         row = await self._call_function(
-            "SELECT * FROM gb_reserve_v1(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+            "SELECT * FROM gb_reserve_v2(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
             "%s, %s, %s, %s, %s)",
             (self._lock_key, idem.user_id, idem.key, idem.fingerprint, now,
              IDEMPOTENCY_STALE_SECONDS, IDEMPOTENCY_TTL_SECONDS, record_refusals, p.sale_id,
@@ -219,7 +226,7 @@ class PostgresStore(SqlStore):
             gift = sale.rules.first_orders_gift
             try:
                 row = await self._call_function(
-                    "SELECT * FROM gb_pay_v1(%s, %s, %s, %s, %s, %s)",
+                    "SELECT * FROM gb_pay_v2(%s, %s, %s, %s, %s, %s)",
                     (self._lock_key, order_id, user_id or "", now, sale.sale_id,
                      gift.count if gift else 0))
             except StaleSale:
@@ -233,18 +240,85 @@ class PostgresStore(SqlStore):
     async def _call_function(self, sql: str, params: tuple[Any, ...]) -> dict[str, Any]:
         """One statement on the async pool (autocommit: its own transaction); the function's
         `groupbuy:` exceptions become `ApiError` or `StaleSale`."""
-        if self._apool is None:
+        hot = self._hot
+        if hot is None:
             raise StoreUnavailable("the PostgreSQL store is closed")
         for attempt in range(RETRIES):
             try:
-                async with self._apool.connection() as conn:
+                conn = await hot.acquire()
+                try:
                     cur = await conn.execute(sql, params)
                     row = await cur.fetchone()
+                finally:
+                    hot.release(conn)
                 assert row is not None
                 return row  # type: ignore[return-value]
             except HANDLED as exc:
                 _raise_unless_retry(exc, attempt)
         raise AssertionError("unreachable")
+
+
+class _Leased:
+    """A fixed set of the async pool's connections, handed out from a free list: checking a
+    connection out of `AsyncConnectionPool` and back (its lock, its timeout task, its checks)
+    cost about as much CPU as the hot-path call itself (profile, docs/server.md). A connection
+    that broke goes back to the pool, which replaces it, and a fresh one is taken."""
+
+    def __init__(self, pool: AsyncConnectionPool, conns: list[psycopg.AsyncConnection]) -> None:
+        self.pool = pool
+        self.size = len(conns)
+        self.free = conns
+        self.waiting: collections.deque[asyncio.Future[psycopg.AsyncConnection]] = \
+            collections.deque()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    async def take(cls, pool: AsyncConnectionPool, size: int) -> _Leased:
+        return cls(pool, [await pool.getconn() for _ in range(size)])
+
+    async def acquire(self) -> psycopg.AsyncConnection:
+        if self.free:
+            return self.free.pop()
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiting.append(waiter)
+        try:
+            return await asyncio.wait_for(waiter, self.pool.timeout)
+        except TimeoutError:
+            raise PoolTimeout(f"no connection in {self.pool.timeout:g} s") from None
+
+    def release(self, conn: psycopg.AsyncConnection) -> None:
+        if conn.broken or conn.closed \
+                or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            task = asyncio.get_running_loop().create_task(self._replace(conn))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+            return
+        self._hand_over(conn)
+
+    def _hand_over(self, conn: psycopg.AsyncConnection) -> None:
+        while self.waiting:
+            waiter = self.waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        self.free.append(conn)
+
+    async def _replace(self, conn: psycopg.AsyncConnection) -> None:
+        await self.pool.putconn(conn)  # the pool closes it and opens another in its place
+        while True:
+            try:
+                fresh = await self.pool.getconn()
+            except PoolTimeout:
+                continue  # the database is down: keep trying; callers wait, then time out
+            self._hand_over(fresh)
+            return
+
+    async def give_back(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        for conn in self.free:
+            await self.pool.putconn(conn)
+        self.free = []
 
 
 HANDLED = (pgerrors.RaiseException, pgerrors.UniqueViolation, pgerrors.DeadlockDetected,
