@@ -16,7 +16,6 @@ import fcntl
 import hashlib
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -68,12 +67,11 @@ class _SqliteTx:
                                      "RETURNING move_seq").fetchone()[0])
 
 
-_Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]",
-             asyncio.AbstractEventLoop]
+_Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
 
 
 def _settle(fut: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
-    if fut.cancelled():
+    if fut.done():
         return
     ok, value = outcome
     if ok:
@@ -82,9 +80,8 @@ def _settle(fut: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
         fut.set_exception(value)
 
 
-def _settle_all(settled: list[tuple[asyncio.Future[Any], tuple[bool, Any]]]) -> None:
-    for fut, outcome in settled:
-        _settle(fut, outcome)
+class _Busy(Exception):
+    """Another process holds the database's write lock: try again shortly."""
 
 
 class StoreInUse(Exception):
@@ -106,8 +103,16 @@ def _migrate(tx: _SqliteTx) -> None:
 
 
 class SqliteStore(SqlStore):
-    """One connection per worker process, used from one thread so the event loop never blocks
-    on the database lock."""
+    """Two connections per worker process. Writes run on the event loop itself, in batches:
+    every write queued while the loop was busy commits in one transaction, each in its own
+    savepoint, and is answered only after the commit (group commit), under a lock file the
+    worker processes share. Reads run on a thread with a connection of their own (in WAL mode
+    readers never wait for the writer).
+
+    Why on the loop: on a database thread every statement gave up Python's GIL and had to win
+    it back from the busy event loop while the database stayed locked, and two thirds of the
+    time the lock was held went to that waiting (docs/server.md). On the loop a batch runs
+    without a thread switch; the cost is that the loop waits for the commit's fsync."""
 
     scheme = "sqlite"
 
@@ -116,32 +121,60 @@ class SqliteStore(SqlStore):
         self.synchronous = opts.get("synchronous", "FULL").upper()
         if self.synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"{url}: synchronous must be NORMAL or FULL")
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._queue: list[_Job] = []
-        self._queue_lock = threading.Lock()
+        self._flush_handle: asyncio.Handle | asyncio.TimerHandle | None = None
+        self._busy_since: float | None = None
         self._conn: sqlite3.Connection | None = None
+        """The writer: used on the event loop (and by `_open` before serving)."""
+        self._read_conn: sqlite3.Connection | None = None
         self._write_lock: int | None = None
         """A file descriptor of `<database>.write-lock`, flocked around every write."""
 
     async def open(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._open)
+        await asyncio.get_running_loop().run_in_executor(self._reads, self._open)
+
+    def _connect(self, busy_timeout_ms: int) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                               timeout=busy_timeout_ms / 1000)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        return conn
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=BUSY_TIMEOUT_MS / 1000)
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            # the writer never sleeps in SQLite's busy handler (it would stall the event
+            # loop): a locked database is retried by `_flush`
+            conn = self._connect(0)
+            self._write_lock = os.open(f"{self.path}.write-lock", os.O_RDWR | os.O_CREAT,
+                                       0o600)
+            self._conn = conn
+            ddl = SCHEMA.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT")
+            self._setup(lambda tx: [tx.run(s) for s in ddl.split(";") if s.strip()])
+            self._setup(_migrate)
+            self._read_conn = self._connect(BUSY_TIMEOUT_MS)
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"SQLite: {exc} ({self.path})") from exc
-        self._conn = conn
-        self._write_lock = os.open(f"{self.path}.write-lock", os.O_RDWR | os.O_CREAT, 0o600)
-        ddl = SCHEMA.format(serial="INTEGER PRIMARY KEY AUTOINCREMENT")
-        self._transact(lambda tx: [tx.run(s) for s in ddl.split(";") if s.strip()], (), True)
-        self._transact(_migrate, (), True)
+
+    def _setup(self, fn: Callable[[_SqliteTx], Any]) -> None:
+        """A write at start-up, on the calling thread, waiting for the lock if need be."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                outcome = self._commit([(fn, (), None)])  # type: ignore[list-item]
+            except _Busy:
+                if time.monotonic() > deadline:
+                    raise StoreUnavailable(f"SQLite: {self.path} stayed locked by another "
+                                           "process") from None
+                time.sleep(WRITE_LOCK_POLL_SECONDS)
+                continue
+            ok, value = outcome[0]
+            if not ok:
+                raise value
+            return
 
     def claim(self) -> IO[str]:
         """Lock the database for this process (closing the returned file releases it, and so
@@ -181,56 +214,82 @@ class SqliteStore(SqlStore):
         return private_file(self.secret_path(), old or proposed)
 
     async def close(self) -> None:
-        def _close() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-            if self._write_lock is not None:
-                os.close(self._write_lock)
-                self._write_lock = None
-        await asyncio.get_running_loop().run_in_executor(self._pool, _close)
-        self._pool.shutdown(wait=True)
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        queued, self._queue = self._queue, []
+        for _, _, fut in queued:
+            _settle(fut, (False, StoreUnavailable("the SQLite store is closed")))
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+        def _close_reader() -> None:
+            if self._read_conn is not None:
+                self._read_conn.close()
+                self._read_conn = None
+        await asyncio.get_running_loop().run_in_executor(self._reads, _close_reader)
+        self._reads.shutdown(wait=True)
+        if self._write_lock is not None:
+            os.close(self._write_lock)
+            self._write_lock = None
 
     async def _run(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
         loop = asyncio.get_running_loop()
         if not write:
-            return await loop.run_in_executor(self._pool, self._transact, fn, args, False)
-        # Group commit: writes queue up while the database thread is busy (typically in the
-        # fsync of the previous commit) and then commit together, one savepoint each.
-        job: _Job = (fn, args, loop.create_future(), loop)
-        with self._queue_lock:
-            self._queue.append(job)
-            first = len(self._queue) == 1
-        if first:
-            self._pool.submit(self._drain)
-        return await job[2]
+            return await loop.run_in_executor(self._reads, self._read, fn, args)
+        fut: asyncio.Future[T] = loop.create_future()
+        self._queue.append((fn, args, fut))
+        if self._flush_handle is None:  # after every other ready callback of this pass
+            self._flush_handle = loop.call_soon(self._flush)
+        return await fut
 
-    def _drain(self) -> None:
-        with self._queue_lock:
-            batch, self._queue = self._queue, []
+    def _flush(self) -> None:
+        """Commit every queued write together; when another process holds the lock, try
+        again in `WRITE_LOCK_POLL_SECONDS` (for at most the busy timeout)."""
+        self._flush_handle = None
+        batch, self._queue = self._queue, []
         if not batch:
             return
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
-        for (_, _, fut, loop), outcome in zip(batch, self._commit(batch), strict=True):
-            by_loop.setdefault(loop, []).append((fut, outcome))
-        for loop, settled in by_loop.items():  # one wake-up per event loop, not one per job
-            loop.call_soon_threadsafe(_settle_all, settled)
+        try:
+            outcomes = self._commit(batch)
+        except _Busy:
+            now = time.monotonic()
+            self._busy_since = self._busy_since or now
+            if now - self._busy_since > BUSY_TIMEOUT_MS / 1000:
+                self._busy_since = None
+                err = StoreUnavailable(f"SQLite: {self.path} stayed locked by another process "
+                                       f"for {BUSY_TIMEOUT_MS / 1000:g} s")
+                outcomes = [(False, err) for _ in batch]
+            else:
+                self._queue = batch + self._queue
+                self._flush_handle = asyncio.get_running_loop().call_later(
+                    WRITE_LOCK_POLL_SECONDS, self._flush)
+                return
+        self._busy_since = None
+        for (_, _, fut), outcome in zip(batch, outcomes, strict=True):
+            _settle(fut, outcome)
 
     def _commit(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
         """Run every job of the batch in one write transaction, each inside its own savepoint
         (a refusal undoes only its own job), and commit once. Returns (ok, result or error)
-        per job, only after the commit: nothing is acknowledged before it is durable."""
+        per job, only after the commit: nothing is acknowledged before it is durable. `_Busy`
+        when another process holds the write lock (nothing ran)."""
         conn = self._conn
         if conn is None:
             return [(False, StoreUnavailable("the SQLite store is closed")) for _ in batch]
+        if not self._lock_writes():
+            raise _Busy()
         out: list[tuple[bool, Any]] = []
         try:
-            self._lock_writes()
-        except StoreUnavailable as exc:
-            return [(False, exc) for _ in batch]
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for fn, args, _, _ in batch:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                # a writer that does not take our lock
+                if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:
+                    raise _Busy() from None
+                raise
+            for fn, args, _ in batch:
                 conn.execute("SAVEPOINT job")
                 try:
                     result = fn(_SqliteTx(conn), *args)
@@ -256,56 +315,39 @@ class SqliteStore(SqlStore):
             self._unlock_writes()
         return out
 
-    def _lock_writes(self) -> None:
-        """Take the write lock the worker processes share, waiting at most the busy timeout.
+    def _lock_writes(self) -> bool:
+        """Take the write lock the worker processes share, without waiting.
 
         SQLite's own busy handler sleeps 1, 2, 5, … up to 100 ms between tries, so a worker
-        waiting for another one's commit kept sleeping long after the lock was free; with
-        two workers on a hot SKU that idle lock cost a quarter of the throughput
-        (docs/server.md). Here a waiting writer tries again every `WRITE_LOCK_POLL_SECONDS`.
-        `BEGIN IMMEDIATE` still guards against writers that do not take this lock."""
-        fd = self._write_lock
-        if fd is None:
-            return
-        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise StoreUnavailable(f"SQLite: {self.path} stayed locked by another "
-                                           f"process for {BUSY_TIMEOUT_MS / 1000:g} s") from None
-                time.sleep(WRITE_LOCK_POLL_SECONDS)
+        waiting for another one's commit kept sleeping long after the lock was free; here a
+        waiting writer tries again every `WRITE_LOCK_POLL_SECONDS`. `BEGIN IMMEDIATE` still
+        guards against writers that do not take this lock."""
+        if self._write_lock is None:
+            return True
+        try:
+            fcntl.flock(self._write_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
 
     def _unlock_writes(self) -> None:
         if self._write_lock is not None:
             fcntl.flock(self._write_lock, fcntl.LOCK_UN)
 
-    def _transact(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
-        conn = self._conn
+    def _read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        """A read-only transaction on the reader connection (its own thread)."""
+        conn = self._read_conn
         if conn is None:
             raise StoreUnavailable("the SQLite store is closed")
-        if write:
-            self._lock_writes()
         try:
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            conn.execute("BEGIN")
             try:
-                out = fn(_SqliteTx(conn), *args)
-            except Deferred as d:
+                return fn(_SqliteTx(conn), *args)
+            finally:
                 conn.execute("COMMIT")
-                raise d.error from None
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return out
         except ApiError:
             raise
         except sqlite3.OperationalError as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise StoreUnavailable(f"SQLite: {exc}") from exc
-        finally:
-            if write:
-                self._unlock_writes()
