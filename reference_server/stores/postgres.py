@@ -46,8 +46,11 @@ from reference_server.stores.sql import MIGRATIONS, SCHEMA, Deferred, SqlStore
 T = TypeVar("T")
 POOL_SIZE = 6
 """Connections of the threaded pool (the multi-statement transaction bodies) per worker."""
-ASYNC_POOL_SIZE = 8
-"""Connections of the async pool (the one-call hot path) per worker."""
+ASYNC_POOL_SIZE = 4
+"""Connections of the async pool (the one-call hot path) per worker. More made it slower:
+with 2 workers on a hot SKU, 4 did about 1,220 reserve+pay pairs/s, 8 about 1,100, 16 about
+990 (two alternating runs each, `benchmarks/server_speed.py`'s client): every call on a hot
+row waits for the one before it anyway, and more backends only add switching."""
 RETRIES = 5
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 

@@ -1,7 +1,8 @@
 """`sqlite:///path` — the embedded default store.
 
 WAL mode, `BEGIN IMMEDIATE` write transactions (one writer at a time across all worker
-processes, so guarded updates cannot race) and a busy timeout. The default `synchronous=FULL`
+processes, so guarded updates cannot race) under a lock file the workers share
+(`<database>.write-lock`), waited for at most 10 s. The default `synchronous=FULL`
 fsyncs the write-ahead log at every commit, so an acknowledged order survives a crash of the
 server and a power cut; `?synchronous=NORMAL` is faster but a power cut or OS crash can lose the
 last commits, so it counts as unsafe durability.

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from reference_server.api.hot import HotRoutes
 from reference_server.app import ServerConfig, create_app
 
 ADMIN = "admin-test-token"
@@ -127,10 +128,14 @@ class Lab:
 
 
 @asynccontextmanager
-async def running_lab(store_url: str, load: bool = True) -> AsyncIterator[Lab]:
-    """An app on `store_url`, started (lifespan) and wired to a client, with the test sale."""
+async def running_lab(store_url: str, load: bool = True,
+                      hot_routes: bool = True) -> AsyncIterator[Lab]:
+    """An app on `store_url`, started (lifespan) and wired to a client, with the test sale;
+    without `hot_routes`, every request goes through the FastAPI routes (`api/hot.py`)."""
     clock = Clock()
     app = create_app(ServerConfig(store_url, ADMIN, expiry_interval=3600.0), clock)
+    if not hot_routes:  # the middleware stack is built on the first request, not before
+        app.user_middleware = [m for m in app.user_middleware if m.cls is not HotRoutes]
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://lab") as client:
