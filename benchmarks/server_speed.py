@@ -161,8 +161,6 @@ def bench_server(scenario: Path, store: str, workers: int, seconds: float, concu
         median = sorted(range(rounds), key=lambda i: ratios[i])[rounds // 2]
         ledger = httpx.get(f"http://127.0.0.1:{port}/v1/admin/ledger",
                            headers={"Authorization": f"Bearer {ADMIN}"}).json()
-        if os.environ.get("GB_DEBUG"):
-            print([(round(m["buy"]["per_s"]), round(m["ping"]["per_s"])) for m in measured])
         return measured[median] | {"ratios": ratios, "stock": stock_check(ledger)}
 
 

@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from sim.plotstyle import packaged_font
+
 ROOT = Path(__file__).resolve().parents[1]
 GROUPBUY = [sys.executable, "-m", "groupbuy"]
 LADDER = "scenarios/group_buy_ladder.toml"
@@ -48,12 +50,8 @@ def chromium() -> str | None:
 
 def _fontconfig(tmp: Path) -> Path:
     """A fontconfig file: the system's fonts plus the CJK font the project ships."""
-    dirs = ""
-    try:
-        from noto_cjk_sans_otc import FONT_PATH
-        dirs = f"<dir>{Path(str(FONT_PATH)).parent}</dir>"
-    except ImportError:
-        pass
+    font = packaged_font()
+    dirs = f"<dir>{font.parent}</dir>" if font is not None else ""
     conf = tmp / "fonts.conf"
     conf.write_text('<?xml version="1.0"?><!DOCTYPE fontconfig SYSTEM "fonts.dtd"><fontconfig>'
                     '<include ignore_missing="yes">/etc/fonts/fonts.conf</include>'

@@ -11,7 +11,7 @@ dependency solving cost more CPU than the checkout itself (docs/server.md)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable
 
 from starlette.datastructures import State
 from starlette.responses import JSONResponse
@@ -46,7 +46,7 @@ class HotRoutes:
                 user = self._user(scope) if ID.fullmatch(order_id) else None
                 if user is not None:
                     await _answer(send, *await _guarded(
-                        pay_answer(self.state.store, order_id, user, self.state.clock()), 200))
+                        pay_answer(self.state.store, order_id, user, self.state.clock())))
                     return
         await self.app(scope, receive, send)
 
@@ -78,19 +78,18 @@ class HotRoutes:
         except ApiError as exc:
             await _answer(send, exc.status, exc)
             return
-        await _answer(send, *await _guarded(reserve_answer(guard, data), 201))
+        await _answer(send, *await _guarded(reserve_answer(guard, data)))
 
 
-async def _guarded(call: Any, status: int) -> tuple[int, str | ApiError]:
+async def _guarded(call: Awaitable[tuple[int, str]]) -> tuple[int, str | ApiError]:
     """(status, JSON body) of a route's answer, or the error the app's handlers would render."""
     try:
-        answer = await call
+        return await call
     except ApiError as exc:
         return exc.status, exc
     except StoreUnavailable as exc:
         err = unavailable(exc)
         return err.status, err
-    return answer if isinstance(answer, tuple) else (status, answer)
 
 
 async def _answer(send: Send, status: int, body: str | ApiError) -> None:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
 
 from campaign.rules import CampaignRules
 from reference_server.domain import (
@@ -13,10 +12,6 @@ from reference_server.domain import (
 )
 from reference_server.errors import ApiError
 from reference_server.stores.base import SaleRecord, Store
-
-T = TypeVar("T")
-LAZY_EXPIRY_CODES = frozenset({"sold_out", "limit_reached", "group_full"})
-STALE_RETRIES = 5
 
 
 async def current_sale(store: Store, *, recent: bool = False) -> Sale:

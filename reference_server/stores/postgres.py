@@ -269,7 +269,6 @@ class _Leased:
 
     def __init__(self, pool: AsyncConnectionPool, conns: list[psycopg.AsyncConnection]) -> None:
         self.pool = pool
-        self.size = len(conns)
         self.free = conns
         self.waiting: collections.deque[asyncio.Future[psycopg.AsyncConnection]] = \
             collections.deque()

@@ -92,7 +92,7 @@ class RedisStore(Store):
     def __init__(self, url: str) -> None:
         self.url, self.prefix = split_prefix(url)
         self._r: aioredis.Redis | None = None
-        self._scripts: ScriptChannel | None = None
+        self._script_channel: ScriptChannel | None = None
         self._cached: tuple[tuple, Sale] | None = None
 
     @property
@@ -107,7 +107,7 @@ class RedisStore(Store):
         pool = aioredis.BlockingConnectionPool.from_url(
             self.url, decode_responses=True, max_connections=POOL_SIZE, timeout=POOL_WAIT_SECONDS)
         self._r = aioredis.Redis(connection_pool=pool)
-        self._scripts = ScriptChannel(self.url, self.script_bodies())
+        self._script_channel = ScriptChannel(self.url, self.script_bodies())
         await self._r.ping()
 
     def script_bodies(self) -> dict[str, str]:
@@ -131,18 +131,18 @@ class RedisStore(Store):
         return Durability(settings)
 
     async def close(self) -> None:
-        if self._scripts is not None:
-            await self._scripts.close()
-            self._scripts = None
+        if self._script_channel is not None:
+            await self._script_channel.close()
+            self._script_channel = None
         if self._r is not None:
             await self._r.aclose(close_connection_pool=True)
             self._r = None
 
     @property
     def _channel(self) -> ScriptChannel:
-        if self._scripts is None:
+        if self._script_channel is None:
             raise StoreUnavailable("the Redis store is closed")
-        return self._scripts
+        return self._script_channel
 
     # -- helpers ----------------------------------------------------------------------------
     async def _sale_gen(self) -> tuple[Sale | None, str | None]:

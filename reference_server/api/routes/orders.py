@@ -65,13 +65,13 @@ async def get_order(order_id: OrderId, user: Caller, store: StoreDep) -> Respons
              responses=responses(200, Order, 401, 403, 404, 409, 422))
 async def pay(order_id: OrderId, user: CurrentUser, store: StoreDep,
               clock: ClockDep) -> Response:
-    return Response(await pay_answer(store, order_id, user, clock()),
-                    media_type="application/json")
+    status, body = await pay_answer(store, order_id, user, clock())
+    return Response(body, status_code=status, media_type="application/json")
 
 
-async def pay_answer(store: Store, order_id: str, user: str, now: float) -> str:
-    """Pay an order: its JSON body. Shared with the hot path (`api/hot.py`)."""
-    return _render(await store.pay(order_id, user, now))
+async def pay_answer(store: Store, order_id: str, user: str, now: float) -> tuple[int, str]:
+    """Pay an order: (status, JSON body). Shared with the hot path (`api/hot.py`)."""
+    return 200, _render(await store.pay(order_id, user, now))
 
 
 @router.post("/{order_id}/cancel", response_model=None,
