@@ -33,7 +33,7 @@ EXTRA_MODULES: dict[str, tuple[str, ...]] = {
     "sim": _SIM,
     "planner": (*_SIM, "optuna", "SALib", "pandas"),
     "distributed": ("distributed", "dask"),
-    "server": ("fastapi", "starlette", "uvicorn", "psycopg", "psycopg_pool", "redis"),
+    "server": ("fastapi", "starlette", "uvicorn", "psycopg", "psycopg_pool", "redis", "hiredis"),
     "loadtest": ("locust", "gevent", "httpx", "psutil", "numpy", "matplotlib", "tqdm"),
 }
 """The third-party modules the code imports that each extra brings, included extras' too
