@@ -81,6 +81,7 @@ MODULES = {"simpy": ("simpy",), "numpy": ("numpy",), "scipy": ("scipy",),
            "salib": ("SALib",), "pandas": ("pandas",), "dask": ("dask", "distributed"),
            "fastapi": ("fastapi", "starlette"), "uvicorn": ("uvicorn",),
            "psycopg": ("psycopg",), "psycopg-pool": ("psycopg_pool",), "redis": ("redis",),
+           "hiredis": ("hiredis",),
            "locust": ("locust", "gevent"), "httpx": ("httpx",), "psutil": ("psutil",),
            # the CJK font is optional at run time (sim/plotstyle.py falls back to system fonts)
            "noto-cjk-sans-otc": ()}
