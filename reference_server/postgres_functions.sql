@@ -119,57 +119,116 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION gb_pay_v2(
-    p_lock bigint, p_order_id text, p_user text, p_now float8, p_sale_id text,
-    p_gift_count bigint)
-RETURNS TABLE (outcome text, snapshot text)
+-- Many requests in one call: what the store sends when several wait for a connection. One
+-- transaction, so one commit (one WAL flush) for all of them, and a hot SKU's row is locked
+-- once per call instead of once per request: a lock on it is held until the commit's flush, so
+-- single calls on one SKU queue behind each other's flushes. Requests run in SKU order, so two
+-- calls take SKU rows in the same order and do not deadlock each other. A refusal comes back
+-- as data (outcome 'raise' with the message as `detail`, or 'unique' with the constraint's
+-- name) for the caller to raise. A deadlock or a lost connection aborts the whole call; the
+-- caller retries it or answers 503 to each request in it. The caller sends at most 32 requests
+-- a call and never the same order (pay) or key (reserve) twice.
+
+-- `gb_reserve_v2` per request, each in its own subtransaction: one that raises rolls back
+-- alone (past 64 subtransactions a transaction slows every other backend's snapshots).
+CREATE OR REPLACE FUNCTION gb_reserve_many_v2(
+    p_lock bigint, p_user text[], p_key text[], p_fp text[], p_now float8[], p_stale float8,
+    p_ttl float8, p_record_lazy boolean[], p_sale_id text[], p_order_id text[], p_sku text[],
+    p_q integer[], p_limit integer[], p_amount bigint[], p_list_amount bigint[],
+    p_prices text[], p_expires_at float8[], p_at text[])
+RETURNS TABLE (item integer, outcome text, status integer, body text, snapshot text,
+               detail text)
+LANGUAGE plpgsql AS $$
+DECLARE
+  r record;
+  n integer;
+BEGIN
+  FOR n IN SELECT t.n FROM unnest(p_sku) WITH ORDINALITY AS t(sku, n) ORDER BY t.sku, t.n LOOP
+    item := n;
+    BEGIN
+      SELECT * INTO r FROM gb_reserve_v2(p_lock, p_user[n], p_key[n], p_fp[n], p_now[n],
+        p_stale, p_ttl, p_record_lazy[n], p_sale_id[n], p_order_id[n], p_sku[n], p_q[n],
+        p_limit[n], p_amount[n], p_list_amount[n], p_prices[n], p_expires_at[n], p_at[n]);
+      outcome := r.outcome; status := r.status; body := r.body; snapshot := r.snapshot;
+      detail := NULL;
+    EXCEPTION
+      WHEN raise_exception THEN
+        outcome := 'raise'; status := 0; body := NULL; snapshot := NULL; detail := SQLERRM;
+      WHEN unique_violation THEN
+        outcome := 'unique'; status := 0; body := NULL; snapshot := NULL;
+        GET STACKED DIAGNOSTICS detail = CONSTRAINT_NAME;
+    END;
+    RETURN NEXT;
+  END LOOP;
+END
+$$;
+
+-- Paying orders outside a group (`_pay` of stores/sql.py), in the Python body's lock order:
+-- each order, then its SKU's row (in SKU order), then the sale's row once for all of them (the
+-- dense ranks for the gift), then each order's one new version. An order in a group (a group
+-- may complete on payment) or past its deadline answers 'fallback' before anything is written,
+-- and the caller runs the Python body. The loaded sale cannot change during the call (the
+-- advisory lock), so it is checked once, first.
+CREATE OR REPLACE FUNCTION gb_pay_many_v2(
+    p_lock bigint, p_order_id text[], p_user text[], p_now float8[], p_sale_id text[],
+    p_gift_count bigint[])
+RETURNS TABLE (item integer, outcome text, snapshot text, detail text)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
   o orders%ROWTYPE;
   loaded text;
+  paying integer[] := '{}';
   rank bigint;
+  n integer;
+  k integer;
 BEGIN
   PERFORM pg_advisory_xact_lock_shared(p_lock);
-  -- `_owned_order`, locked at once: an order in a group answers 'fallback' without waiting
-  -- for anything else, so taking its lock before its group's cannot deadlock
-  SELECT * INTO o FROM orders WHERE order_id = p_order_id FOR UPDATE;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'groupbuy:not_found:no order %', quote_literal(p_order_id);
-  END IF;
-  IF p_user <> '' AND o.user_id <> p_user THEN
-    RAISE EXCEPTION 'groupbuy:forbidden:this order belongs to another user';
-  END IF;
-  IF o.group_id IS NOT NULL THEN  -- groups may close on payment: the Python body does that
-    RETURN QUERY SELECT 'fallback', NULL::text;
+  SELECT sale_id INTO loaded FROM sale WHERE id = 1;
+  FOR n IN SELECT t.n FROM unnest(p_order_id) WITH ORDINALITY AS t(id, n)
+           LEFT JOIN orders AS x ON x.order_id = t.id ORDER BY x.sku_id, t.n LOOP
+    item := n; outcome := 'raise'; snapshot := NULL; detail := NULL;
+    IF loaded IS NULL THEN
+      detail := 'groupbuy:no_sale:no sale is loaded (POST /v1/admin/sale)';
+    ELSIF loaded <> p_sale_id[n] THEN
+      detail := 'groupbuy:stale';
+    ELSE
+      -- `_owned_order`, locked at once: an order in a group answers 'fallback' without
+      -- waiting for anything else, so taking its lock before its group's cannot deadlock
+      SELECT * INTO o FROM orders WHERE order_id = p_order_id[n] FOR UPDATE;
+      IF NOT FOUND THEN
+        detail := format('groupbuy:not_found:no order %s', quote_literal(p_order_id[n]));
+      ELSIF p_user[n] <> '' AND o.user_id <> p_user[n] THEN
+        detail := 'groupbuy:forbidden:this order belongs to another user';
+      ELSIF o.group_id IS NOT NULL OR (o.status = 'reserved' AND o.expires_at <= p_now[n]) THEN
+        outcome := 'fallback';  -- a group, or expired: the Python body expires it and refuses
+      ELSIF o.status = 'paid' THEN  -- paying twice answers the paid order
+        outcome := 'done'; snapshot := row_to_json(o)::text;
+      ELSIF o.status <> 'reserved' THEN
+        detail := format('groupbuy:order_closed:order %s is %s', p_order_id[n], o.status);
+      ELSE
+        UPDATE skus SET reserved = reserved - o.quantity, sold = sold + o.quantity
+        WHERE sku_id = o.sku_id;
+        paying := paying || n;
+        CONTINUE;  -- answered below, once ranked
+      END IF;
+    END IF;
+    RETURN NEXT;
+  END LOOP;
+  IF cardinality(paying) = 0 THEN
     RETURN;
   END IF;
-  IF o.status = 'paid' THEN  -- paying twice answers the paid order
-    RETURN QUERY SELECT 'done', row_to_json(o)::text;
-    RETURN;
-  END IF;
-  IF o.status <> 'reserved' THEN
-    RAISE EXCEPTION 'groupbuy:order_closed:order % is %', p_order_id, o.status;
-  END IF;
-  IF o.expires_at <= p_now THEN  -- expire it and refuse: the Python body commits the release
-    RETURN QUERY SELECT 'fallback', NULL::text;
-    RETURN;
-  END IF;
-  UPDATE skus SET reserved = reserved - o.quantity, sold = sold + o.quantity
-  WHERE sku_id = o.sku_id;
-  -- the sale row is every payment's lock (dense ranks for the gift): taken last, briefly; a
-  -- sale other than the one the gift count came from rolls all of it back
-  UPDATE sale SET paid_seq = paid_seq + 1 WHERE id = 1 RETURNING paid_seq, sale_id
-  INTO rank, loaded;
-  IF NOT FOUND THEN
-    RAISE EXCEPTION 'groupbuy:no_sale:no sale is loaded (POST /v1/admin/sale)';
-  ELSIF loaded <> p_sale_id THEN
-    RAISE EXCEPTION 'groupbuy:stale';
-  END IF;
-  -- one new version of the order row, not two (every index of orders gets each version)
-  UPDATE orders SET status = 'paid', paid_at = p_now, paid_seq = rank,
-                    gift = (rank <= p_gift_count)::integer
-  WHERE order_id = p_order_id RETURNING * INTO o;
-  RETURN QUERY SELECT 'done', row_to_json(o)::text;
+  -- the sale row is every payment's lock (dense ranks for the gift): taken last, once
+  UPDATE sale SET paid_seq = paid_seq + cardinality(paying) WHERE id = 1
+  RETURNING paid_seq - cardinality(paying) INTO rank;
+  FOREACH k IN ARRAY paying LOOP
+    rank := rank + 1;
+    -- one new version of the order row, not two (every index of orders gets each version)
+    UPDATE orders SET status = 'paid', paid_at = p_now[k], paid_seq = rank,
+                      gift = (rank <= p_gift_count[k])::integer
+    WHERE order_id = p_order_id[k] RETURNING * INTO o;
+    item := k; outcome := 'done'; snapshot := row_to_json(o)::text; detail := NULL;
+    RETURN NEXT;
+  END LOOP;
 END
 $$;

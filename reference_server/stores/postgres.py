@@ -105,6 +105,10 @@ class PostgresStore(SqlStore):
         self._apool: AsyncConnectionPool | None = None
         self._hot: _Leased | None = None
         self._lock_key = zlib.crc32(self.schema.encode())
+        self._batched = {
+            "reserve": _Batched(self, RESERVE_MANY, key=slice(0, 2), shared_at=4,
+                                shared=(IDEMPOTENCY_STALE_SECONDS, IDEMPOTENCY_TTL_SECONDS)),
+            "pay": _Batched(self, PAY_MANY, key=slice(0, 1))}
 
     async def open(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._threads, self._open)
@@ -161,6 +165,8 @@ class PostgresStore(SqlStore):
         return Durability(settings, "PostgreSQL " + "; ".join(problems) if problems else None)
 
     async def close(self) -> None:
+        for batched in self._batched.values():
+            batched.cancel()
         if self._hot is not None:
             await self._hot.give_back()
             self._hot = None
@@ -199,18 +205,15 @@ class PostgresStore(SqlStore):
                 _raise_unless_retry(exc, attempt)
         raise AssertionError("unreachable")
 
-    # -- the hot path: one call of a server-side function each ------------------------------
+    # -- the hot path: requests batched into one call of a server-side function -------------
     async def once(self, idem: IdemRequest, op: CreateOp, now: float, *,
                    record_refusals: bool) -> IdemBegin:
         if op.kind != "reserve" or not _plain(op.args[0]):
             return await super().once(idem, op, now, record_refusals=record_refusals)
         p: PricedReserve = op.args[0]
         req = p.req
-        row = await self._call_function(
-            "SELECT * FROM gb_reserve_v2(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-            "%s, %s, %s, %s, %s)",
-            (self._lock_key, idem.user_id, idem.key, idem.fingerprint, now,
-             IDEMPOTENCY_STALE_SECONDS, IDEMPOTENCY_TTL_SECONDS, record_refusals, p.sale_id,
+        row = await self._batch("reserve").call(
+            (idem.user_id, idem.key, idem.fingerprint, now, record_refusals, p.sale_id,
              p.order_id, req.sku_id, req.quantity, p.per_user_limit, p.amount, p.list_amount,
              json.dumps(p.prices), p.expires_at, json.dumps(now)))
         outcome = row["outcome"]
@@ -228,10 +231,8 @@ class PostgresStore(SqlStore):
                 raise ApiError("no_sale", "no sale is loaded (POST /v1/admin/sale)")
             gift = sale.rules.first_orders_gift
             try:
-                row = await self._call_function(
-                    "SELECT * FROM gb_pay_v2(%s, %s, %s, %s, %s, %s)",
-                    (self._lock_key, order_id, user_id or "", now, sale.sale_id,
-                     gift.count if gift else 0))
+                row = await self._batch("pay").call(
+                    (order_id, user_id or "", now, sale.sale_id, gift.count if gift else 0))
             except StaleSale:
                 self.forget_recent_sale()
                 continue
@@ -240,25 +241,150 @@ class PostgresStore(SqlStore):
             return OrderRow.from_fields(json.loads(row["snapshot"]))
         raise StoreUnavailable("the sale kept changing while paying an order")
 
-    async def _call_function(self, sql: str, params: tuple[Any, ...]) -> dict[str, Any]:
-        """One statement on the async pool (autocommit: its own transaction); the function's
-        `groupbuy:` exceptions become `ApiError` or `StaleSale`."""
-        hot = self._hot
-        if hot is None:
+    def _batch(self, kind: str) -> _Batched:
+        batched = self._batched.get(kind)
+        if batched is None or self._hot is None:
             raise StoreUnavailable("the PostgreSQL store is closed")
+        return batched
+
+    async def _call_many(self, conn: psycopg.AsyncConnection, sql: str,
+                         params: tuple[Any, ...]) -> list[dict[str, Any]]:
+        """One statement (autocommit: its own transaction), retried on a deadlock; psycopg's
+        errors become the store's."""
         for attempt in range(RETRIES):
             try:
-                conn = await hot.acquire()
-                try:
-                    cur = await conn.execute(sql, params)
-                    row = await cur.fetchone()
-                finally:
-                    hot.release(conn)
-                assert row is not None
-                return row  # type: ignore[return-value]
+                cur = await conn.execute(sql, params)
+                return await cur.fetchall()  # type: ignore[return-value]
             except HANDLED as exc:
                 _raise_unless_retry(exc, attempt)
         raise AssertionError("unreachable")
+
+
+RESERVE_MANY = ("SELECT * FROM gb_reserve_many_v2(%s, %s::text[], %s::text[], %s::text[], "
+                "%s::float8[], %s, %s, %s::boolean[], %s::text[], %s::text[], %s::text[], "
+                "%s::integer[], %s::integer[], %s::bigint[], %s::bigint[], %s::text[], "
+                "%s::float8[], %s::text[])")
+PAY_MANY = ("SELECT * FROM gb_pay_many_v2(%s, %s::text[], %s::text[], %s::float8[], "
+            "%s::text[], %s::bigint[])")
+
+
+class _Batched:
+    """Calls of one server-side function, sent together. A request waits while every leased
+    connection is busy; when one frees up, everything waiting by then (up to `MAX_BATCH`) goes
+    as one call of the function's `_many` form: one transaction, one commit. Under load that
+    lets a hot SKU go faster than one commit flush per request; alone, a request goes at once,
+    as a batch of one. At most one sender waits for a connection at a time.
+
+    `args` are one request's parameters after the lock key; PostgreSQL gets a list per
+    parameter, and `shared` (the same for every request) once, at position `shared_at`.
+    Requests with the same `args[key]` (the order paid, the user's key) never share a call: the
+    later one waits for the next."""
+
+    def __init__(self, store: PostgresStore, sql: str, key: slice, shared: tuple[Any, ...] = (),
+                 shared_at: int = 0) -> None:
+        self.store, self.sql, self.key = store, sql, key
+        self.shared, self.shared_at = shared, shared_at
+        self.waiting: list[tuple[tuple[Any, ...], asyncio.Future[dict[str, Any]]]] = []
+        self.sending = False
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def call(self, args: tuple[Any, ...]) -> dict[str, Any]:
+        """The function's row for `args`; its refusal raised as the store's error."""
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append((args, future))
+        if not self.sending:
+            self._start()
+        return await future
+
+    def _start(self) -> None:
+        self.sending = True
+        task = asyncio.get_running_loop().create_task(self._send())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _send(self) -> None:
+        batch: list[tuple[tuple[Any, ...], asyncio.Future[dict[str, Any]]]] = []
+        try:
+            await asyncio.sleep(0)  # the requests of this loop pass join the batch
+            hot = self.store._hot
+            if hot is None:
+                raise StoreUnavailable("the PostgreSQL store is closed")
+            conn = await _acquire(hot)
+            batch = self._take()
+            self.sending = False
+            if self.waiting:
+                self._start()
+            params = self._params(batch)
+            # A connection found dead (PostgreSQL restarted) is replaced and the call sent again:
+            # both functions are safe to repeat (a reservation replays its key's answer, paying
+            # a paid order answers it), so a call that committed before the loss answers alike.
+            for attempt in range(ASYNC_POOL_SIZE + 1):
+                try:
+                    rows = await self.store._call_many(conn, self.sql, params)
+                    break
+                except StoreUnavailable:
+                    if not conn.broken or attempt == ASYNC_POOL_SIZE:
+                        raise
+                finally:
+                    hot.release(conn)
+                conn = await _acquire(hot)
+        except BaseException as exc:
+            if not batch:  # no connection: everything waiting fails alike
+                batch, self.waiting, self.sending = self.waiting, [], False
+            for _, future in batch:
+                if future.done():
+                    continue
+                if isinstance(exc, Exception):
+                    future.set_exception(exc)
+                else:
+                    future.cancel()
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for row in rows:
+            future = batch[row["item"] - 1][1]
+            if not future.done():
+                error = _item_error(row)
+                if error is None:
+                    future.set_result(row)
+                else:
+                    future.set_exception(error)
+        for _, future in batch:
+            if not future.done():  # a function that left a request out is a bug: say so
+                future.set_exception(StoreUnavailable(f"PostgreSQL: no answer from {self.sql}"))
+
+    def _take(self) -> list[tuple[tuple[Any, ...], asyncio.Future[dict[str, Any]]]]:
+        batch, rest, keys = [], [], set()
+        for request in self.waiting:
+            key = request[0][self.key]
+            if len(batch) == MAX_BATCH or key in keys:
+                rest.append(request)
+            else:
+                batch.append(request)
+                keys.add(key)
+        self.waiting = rest
+        return batch
+
+    def _params(self, batch: list[tuple[tuple[Any, ...], Any]]) -> tuple[Any, ...]:
+        columns = [list(column) for column in zip(*(args for args, _ in batch), strict=True)]
+        return (self.store._lock_key, *columns[:self.shared_at], *self.shared,
+                *columns[self.shared_at:])
+
+    def cancel(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+
+
+async def _acquire(hot: _Leased) -> psycopg.AsyncConnection:
+    try:
+        return await hot.acquire()
+    except PoolTimeout as exc:
+        raise StoreUnavailable(f"PostgreSQL: {exc}") from None
+
+
+MAX_BATCH = 32
+"""Requests per call of a `_many` function at most: each is a subtransaction, and past 64 a
+transaction makes every other backend's snapshots slower."""
 
 
 class _Leased:
@@ -333,17 +459,29 @@ def _raise_unless_retry(exc: Exception, attempt: int) -> None:
     if isinstance(exc, pgerrors.RaiseException):  # a server-side function refused
         raise _refusal(exc.diag.message_primary or "") from None
     if isinstance(exc, pgerrors.UniqueViolation):
-        # A request taking over a stale in-flight key raced the still-running first one and
-        # lost on UNIQUE (user_id, idempotency_key): that request is in flight.
-        if (exc.diag.constraint_name or "").endswith("_user_id_idempotency_key_key"):
-            raise ApiError("in_flight", "a request with this Idempotency-Key is in "
-                           "progress") from None
-        raise exc
+        raise _unique_error(exc.diag.constraint_name or "") from None
     if isinstance(exc, pgerrors.DeadlockDetected | pgerrors.SerializationFailure):
         if attempt == RETRIES - 1:
             raise StoreUnavailable("PostgreSQL: repeated deadlocks") from None
         return
     raise StoreUnavailable(f"PostgreSQL: {exc}") from exc
+
+
+def _unique_error(constraint: str) -> Exception:
+    # A request taking over a stale in-flight key raced the still-running first one and lost
+    # on UNIQUE (user_id, idempotency_key): that request is in flight.
+    if constraint.endswith("_user_id_idempotency_key_key"):
+        return ApiError("in_flight", "a request with this Idempotency-Key is in progress")
+    return StoreUnavailable(f"PostgreSQL: a duplicate {constraint or 'row'}; retry")
+
+
+def _item_error(row: dict[str, Any]) -> Exception | None:
+    """The store's error for one request of a `_many` call that raised, else None."""
+    if row["outcome"] == "raise":
+        return _refusal(row["detail"] or "")
+    if row["outcome"] == "unique":
+        return _unique_error(row["detail"] or "")
+    return None
 
 
 def _plain(p: PricedReserve) -> bool:

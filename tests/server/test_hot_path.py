@@ -96,15 +96,15 @@ async def test_postgres_reserve_and_pay_are_one_call_each() -> None:
     with postgres_schema(POSTGRES_URL) as url:
         async with running_lab(url) as lab:
             # `_run`: the threaded multi-statement path
-            calls = await _store_calls(lab, (lab.store, "_call_function"), (lab.store, "_run"))
-            assert calls == (["_call_function"], ["_call_function"])
+            calls = await _store_calls(lab, (lab.store, "_call_many"), (lab.store, "_run"))
+            assert calls == (["_call_many"], ["_call_many"])
             # an order in a group takes the Python body (its group may complete on payment)
             group = (await lab.open_group("u2")).json()
             counted: list[str] = []
-            _count(lab.store, "_call_function", counted)
+            _count(lab.store, "_call_many", counted)
             _count(lab.store, "_run", counted)
             assert (await lab.pay("u2", group["order"]["order_id"])).status_code == 200
-            assert counted == ["_call_function", "_run"]
+            assert counted == ["_call_many", "_run"]
 
 
 @pytest.mark.redis
