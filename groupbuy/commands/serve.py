@@ -86,11 +86,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--store: {redact_url(str(exc))}") from None
     token, token_source = _admin_token(args)
     try:  # claim the port first: a second server must not touch the running one's store
-        sock = _listen(args.listen, args.port)
+        socks = _listen(args.listen, args.port, args.workers)
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.listen}:{args.port}: {exc.strerror}") from None
     with contextlib.ExitStack() as stack:
-        stack.callback(sock.close)
+        for sock in socks:
+            stack.callback(sock.close)
         lock = _claim_store(store)
         if lock is not None:
             stack.enter_context(lock)
@@ -104,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         if warning and not args.allow_unsafe_durability and store.safe:
             raise UsageError(f"--store {shown}: {warning}. Fix the setting, or accept the risk "
                              "with --allow-unsafe-durability")
-        port = sock.getsockname()[1]
+        port = socks[0].getsockname()[1]
         os.environ.update(GROUPBUY_STORE=args.store, GROUPBUY_ADMIN_TOKEN=token,
                           GROUPBUY_SCENARIO=os.path.abspath(args.scenario),
                           GROUPBUY_MAX_IN_FLIGHT=str(args.max_in_flight))
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"WARNING: {WARNING}", file=sys.stderr, flush=True)
         if warning:
             print(f"WARNING: {warning} (--allow-unsafe-durability)", file=sys.stderr, flush=True)
-        _serve(sock, args)
+        _serve(socks, args)
     return 0
 
 
@@ -149,12 +150,40 @@ def _admin_token(args: argparse.Namespace) -> tuple[str, str]:
     return private_file(file, secrets.token_hex(16)), f"in {file} (read it from there)"
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """Bind and listen now, the way uvicorn would; workers inherit this socket."""
+def _listen(host: str, port: int, workers: int) -> list[socket.socket]:
+    """Bind and listen now, before anything is written; the workers inherit the sockets.
+
+    One worker: one socket, as uvicorn binds it. More: one socket per worker, all on the port
+    with SO_REUSEPORT, so the kernel spreads new connections evenly over the workers. (With one
+    shared socket, whichever worker woke first accepted a whole burst of connections: a client
+    opening 32 keep-alive connections at once often had all 32 on one worker, and that worker's
+    one core was the server's limit.) A bind without SO_REUSEPORT comes first and is released
+    just before the workers' binds: it fails if anything holds the port, another `groupbuy
+    serve` included, which SO_REUSEPORT alone would let share it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    probe = _bound(family, host, port, reuse_port=False)
+    if workers == 1:
+        return [probe]
+    port = probe.getsockname()[1]  # the port the kernel chose for port 0
+    probe.close()
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(workers):
+            socks.append(_bound(family, host, port, reuse_port=True))
+    except OSError:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+def _bound(family: socket.AddressFamily, host: str, port: int,
+           reuse_port: bool) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.listen(2048)
     except OSError:
@@ -185,15 +214,15 @@ def _held(handle: IO[str]) -> Iterator[None]:
         handle.close()
 
 
-def _serve(sock: socket.socket, args: argparse.Namespace) -> None:
+def _serve(socks: list[socket.socket], args: argparse.Namespace) -> None:
     import uvicorn
-    from uvicorn.supervisors import Multiprocess
 
     config = uvicorn.Config("reference_server.app:app_from_env", factory=True, host=args.listen,
-                            port=sock.getsockname()[1], workers=args.workers,
+                            port=socks[0].getsockname()[1], workers=args.workers,
                             log_level=args.log_level, access_log=False)
     if args.workers > 1:
-        Multiprocess(config, sockets=[sock]).run()
+        from groupbuy.workers import Workers
+        Workers(config, sockets=socks).run()
     else:
         with contextlib.suppress(KeyboardInterrupt):
-            uvicorn.Server(config).run(sockets=[sock])
+            uvicorn.Server(config).run(sockets=socks)

@@ -4,8 +4,10 @@ command lines, logs and `results/`; every worker stops with the server."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -15,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from groupbuy.commands.serve import _listen
 from loadtests.instances import PrivateRedis
 from tests.support.checkout import ADMIN, SMALL_SCENARIO
 from tests.support.servers import StartServer, refused_port
@@ -84,14 +87,19 @@ def test_a_changed_campaign_is_refused_until_reset(tmp_path: Path, groupbuy_exe:
         assert price == 12000
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_second_server_on_a_busy_port_writes_nothing(tmp_path: Path, groupbuy_exe: str,
-                                                       start_server: StartServer) -> None:
+                                                       start_server: StartServer,
+                                                       workers: str) -> None:
+    # the running server's workers listen with SO_REUSEPORT; a second server must still be
+    # refused the port, with one worker or several
     store = f"sqlite:///{tmp_path}/s.sqlite3"
     server = start_server(scenario(tmp_path), store, 2)
     buy(server.url)
     before = ledger(server.url)
     other = scenario(tmp_path, "other.toml", price="55.0")
-    out = serve(groupbuy_exe, str(other), "--store", store, "--port", str(server.port))
+    out = serve(groupbuy_exe, str(other), "--store", store, "--port", str(server.port),
+                "--workers", workers)
     assert out.returncode == 2 and "cannot listen on" in out.stderr, out.stderr
     after = ledger(server.url)
     assert after["sale_id"] == before["sale_id"] and after["orders"] == before["orders"]
@@ -194,6 +202,49 @@ def test_stopping_serve_stops_every_worker(tmp_path: Path, start_server: StartSe
     assert left == [], [(_cmdline(w), Path(f"/proc/{w}/stat").read_text()) for w in left]
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{server.url}/v1/ping", timeout=1)
+
+
+def test_new_connections_are_spread_over_the_workers() -> None:
+    # one listening socket per worker on one port: the kernel hands each some of a burst (one
+    # shared socket let the first worker to wake accept all of it)
+    socks = _listen("127.0.0.1", 0, 2)
+    port = socks[0].getsockname()[1]
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+    try:
+        accepted = []
+        for sock in socks:
+            assert sock.getsockname()[1] == port
+            sock.setblocking(False)
+            n = 0
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    sock.accept()[0].close()
+                    n += 1
+            accepted.append(n)
+        assert sum(accepted) == 40 and min(accepted) > 0, accepted
+    finally:
+        for c in clients + socks:
+            c.close()
+
+
+def test_a_worker_that_dies_is_replaced_on_its_own_socket(tmp_path: Path,
+                                                          start_server: StartServer) -> None:
+    server = start_server(scenario(tmp_path), f"sqlite:///{tmp_path}/s.sqlite3", 2)
+    workers = [w for w in _children(server.proc.pid) if "resource_tracker" not in _cmdline(w)]
+    assert len(workers) == 2, [_cmdline(w) for w in workers]
+    os.kill(workers[0], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = [w for w in _children(server.proc.pid) if "resource_tracker" not in _cmdline(w)]
+        if len(now) == 2 and workers[0] not in now:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the dead worker was not replaced")
+    # every new connection is answered: the kernel hashes some of them to the dead worker's
+    # socket, which only its replacement serves
+    for _ in range(30):
+        assert httpx.get(f"{server.url}/v1/ping", timeout=5).status_code == 200
 
 
 # -- 7. secrets ------------------------------------------------------------------------------
