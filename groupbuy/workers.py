@@ -1,20 +1,79 @@
-"""uvicorn's worker supervisor, with a listening socket of its own for each worker.
+"""The server's listening sockets and its uvicorn workers: `listen` claims the port, `serve`
+runs the app on it (`groupbuy serve`, and the deliberately wrong servers of the tests).
 
-`groupbuy serve --workers N` binds N sockets on the port with SO_REUSEPORT (`serve._listen`):
-the kernel spreads new connections over them evenly. Worker i — and any worker that replaces it
-after a crash or a SIGHUP restart — serves socket i alone; a socket without a worker would
-hold the connections the kernel gave it unanswered. Everything else (signals, health checks,
-stopping) is uvicorn's `Multiprocess`."""
+With several workers each has a listening socket of its own, all bound to the port with
+SO_REUSEPORT: the kernel spreads new connections over them evenly. Worker i — and any worker
+that replaces it after a crash or a SIGHUP restart — serves socket i alone (`Workers`); a socket
+without a worker would hold the connections the kernel gave it unanswered. Everything else
+(signals, health checks, stopping) is uvicorn's `Multiprocess`."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from socket import socket
+import socket
 
+import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 logger = logging.getLogger("uvicorn.error")
+
+
+def listen(host: str, port: int, workers: int) -> list[socket.socket]:
+    """Bind and listen now, before anything is written; the workers inherit the sockets (an
+    `OSError` when the port is taken).
+
+    One worker: one socket, as uvicorn binds it. More: one socket per worker, all on the port
+    with SO_REUSEPORT, so the kernel spreads new connections evenly over the workers. (With one
+    shared socket, whichever worker woke first accepted a whole burst of connections: a client
+    opening 32 keep-alive connections at once often had all 32 on one worker, and that worker's
+    one core was the server's limit.) A bind without SO_REUSEPORT comes first and is released
+    just before the workers' binds: it fails if anything holds the port, another `groupbuy
+    serve` included, which SO_REUSEPORT alone would let share it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    probe = _bound(family, host, port, reuse_port=False)
+    if workers == 1:
+        return [probe]
+    port = probe.getsockname()[1]  # the port the kernel chose for port 0
+    probe.close()
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(workers):
+            socks.append(_bound(family, host, port, reuse_port=True))
+    except OSError:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+def _bound(family: socket.AddressFamily, host: str, port: int,
+           reuse_port: bool) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(app: str, socks: list[socket.socket], host: str, workers: int,
+          log_level: str = "warning") -> None:
+    """Run the uvicorn factory `app` ("module:function") on `socks`, one worker per socket."""
+    config = uvicorn.Config(app, factory=True, host=host, port=socks[0].getsockname()[1],
+                            workers=workers, log_level=log_level, access_log=False)
+    if workers > 1:
+        Workers(config, sockets=socks).run()
+    else:
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.Server(config).run(sockets=socks)
 
 
 class Workers(Multiprocess):
@@ -63,7 +122,7 @@ class Workers(Multiprocess):
 
     handle_ttou = handle_ttin
 
-    def _start(self, sock: socket) -> Process:
+    def _start(self, sock: socket.socket) -> Process:
         process = Process(self.config, [sock])
         process.start()
         return process

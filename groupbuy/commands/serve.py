@@ -85,8 +85,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"--store: {redact_url(str(exc))}") from None
     token, token_source = _admin_token(args)
+    from groupbuy.workers import listen  # uvicorn: the server extra, only when serving
+
     try:  # claim the port first: a second server must not touch the running one's store
-        socks = _listen(args.listen, args.port, args.workers)
+        socks = listen(args.listen, args.port, args.workers)
     except OSError as exc:
         raise UsageError(f"cannot listen on {args.listen}:{args.port}: {exc.strerror}") from None
     with contextlib.ExitStack() as stack:
@@ -150,49 +152,6 @@ def _admin_token(args: argparse.Namespace) -> tuple[str, str]:
     return private_file(file, secrets.token_hex(16)), f"in {file} (read it from there)"
 
 
-def _listen(host: str, port: int, workers: int) -> list[socket.socket]:
-    """Bind and listen now, before anything is written; the workers inherit the sockets.
-
-    One worker: one socket, as uvicorn binds it. More: one socket per worker, all on the port
-    with SO_REUSEPORT, so the kernel spreads new connections evenly over the workers. (With one
-    shared socket, whichever worker woke first accepted a whole burst of connections: a client
-    opening 32 keep-alive connections at once often had all 32 on one worker, and that worker's
-    one core was the server's limit.) A bind without SO_REUSEPORT comes first and is released
-    just before the workers' binds: it fails if anything holds the port, another `groupbuy
-    serve` included, which SO_REUSEPORT alone would let share it."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    probe = _bound(family, host, port, reuse_port=False)
-    if workers == 1:
-        return [probe]
-    port = probe.getsockname()[1]  # the port the kernel chose for port 0
-    probe.close()
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(workers):
-            socks.append(_bound(family, host, port, reuse_port=True))
-    except OSError:
-        for sock in socks:
-            sock.close()
-        raise
-    return socks
-
-
-def _bound(family: socket.AddressFamily, host: str, port: int,
-           reuse_port: bool) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-        sock.listen(2048)
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
-
-
 def _claim_store(store: Store) -> contextlib.AbstractContextManager[None] | None:
     """A SQLite file serves one server at a time: lock it for this process's lifetime."""
     from groupbuy.cli import UsageError
@@ -215,14 +174,7 @@ def _held(handle: IO[str]) -> Iterator[None]:
 
 
 def _serve(socks: list[socket.socket], args: argparse.Namespace) -> None:
-    import uvicorn
+    from groupbuy.workers import serve
 
-    config = uvicorn.Config("reference_server.app:app_from_env", factory=True, host=args.listen,
-                            port=socks[0].getsockname()[1], workers=args.workers,
-                            log_level=args.log_level, access_log=False)
-    if args.workers > 1:
-        from groupbuy.workers import Workers
-        Workers(config, sockets=socks).run()
-    else:
-        with contextlib.suppress(KeyboardInterrupt):
-            uvicorn.Server(config).run(sockets=socks)
+    serve("reference_server.app:app_from_env", socks, args.listen, args.workers,
+          args.log_level)

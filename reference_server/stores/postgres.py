@@ -1,10 +1,11 @@
 """`postgresql://user@host:port/db[?schema=name]` — the production SQL store (psycopg 3).
 
-The hot path is one round trip per request on psycopg's async pool: a plain reservation (the
+The hot path is server-side PL/pgSQL functions (`reference_server/postgres_functions.sql`,
+installed at start) on connections leased from psycopg's async pool: a plain reservation (the
 idempotency key, the guarded stock update, the order and the recorded answer) and paying an
-order outside a group are each one call of a server-side PL/pgSQL function
-(`reference_server/postgres_functions.sql`, installed at start), one transaction. Everything
-else runs the transaction bodies SQLite runs (`stores/sql.py`: guarded `UPDATE … WHERE
+order outside a group. The requests that wait for a connection go together, one call and one
+transaction for all of them (`_Batched`): one commit flush, the hot SKU's row locked once.
+Everything else runs the transaction bodies SQLite runs (`stores/sql.py`: guarded `UPDATE … WHERE
 available >= q`, `SELECT … FOR UPDATE` on groups, orders and claims, unique constraints and
 CHECKs as the backstop) on a threaded psycopg pool, so the event loop never waits on a lock.
 Deadlocks and serialisation failures are retried. With `synchronous_commit = on`
@@ -47,10 +48,10 @@ T = TypeVar("T")
 POOL_SIZE = 6
 """Connections of the threaded pool (the multi-statement transaction bodies) per worker."""
 ASYNC_POOL_SIZE = 4
-"""Connections of the async pool (the one-call hot path) per worker. More made it slower:
-with 2 workers on a hot SKU, 4 did about 1,220 reserve+pay pairs/s, 8 about 1,100, 16 about
-990 (two alternating runs each, `benchmarks/server_speed.py`'s client): every call on a hot
-row waits for the one before it anyway, and more backends only add switching."""
+"""Connections of the async pool (the hot path) per worker. More made it slower before the
+hot path sent requests together: with 2 workers on a hot SKU, 4 did about 1,220 reserve+pay
+pairs/s, 8 about 1,100, 16 about 990 (two alternating runs each, `benchmarks/server_speed.py`'s
+client): every call on a hot row waits for the one before it anyway."""
 RETRIES = 5
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 

@@ -147,9 +147,11 @@ class SqliteStore(SqlStore):
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            # the writer never sleeps in SQLite's busy handler (it would stall the event
-            # loop): a locked database is retried by `_flush`
-            conn = self._connect(0)
+            # the writer never sleeps in SQLite's busy handler once serving (it would stall
+            # the event loop): a locked database is retried by `_flush`. Opening may wait:
+            # switching a new file to WAL needs the lock another worker starting may hold.
+            conn = self._connect(BUSY_TIMEOUT_MS)
+            conn.execute("PRAGMA busy_timeout = 0")
             self._write_lock = os.open(f"{self.path}.write-lock", os.O_RDWR | os.O_CREAT,
                                        0o600)
             self._conn = conn

@@ -68,3 +68,19 @@ async def test_a_lock_held_past_the_busy_timeout_is_a_503(tmp_path: Path, monkey
         again = await lab.as_user("u1", "POST", "/v1/orders", key="again",
                                   json={"sku_id": "hot", "quantity": 1})
         assert again.status_code == 201, again.text
+
+
+async def test_opening_waits_for_another_worker_starting_on_a_new_file(tmp_path: Path) -> None:
+    # two workers starting on a new file: one switches it to WAL while the other opens it.
+    # Opening must wait for the lock, not fail (a worker that fails to start stops the server)
+    path = tmp_path / "new.sqlite3"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    store = sqlite_store.SqliteStore(f"sqlite:///{path}")
+    opening = asyncio.ensure_future(store.open())
+    await asyncio.sleep(0.3)
+    assert not opening.done()
+    other.execute("COMMIT")
+    other.close()
+    await asyncio.wait_for(opening, 10)
+    await store.close()

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from groupbuy.commands.serve import _listen
+from groupbuy.workers import listen
 from loadtests.instances import PrivateRedis
 from tests.support.checkout import ADMIN, SMALL_SCENARIO
 from tests.support.servers import StartServer, refused_port
@@ -207,7 +207,7 @@ def test_stopping_serve_stops_every_worker(tmp_path: Path, start_server: StartSe
 def test_new_connections_are_spread_over_the_workers() -> None:
     # one listening socket per worker on one port: the kernel hands each some of a burst (one
     # shared socket let the first worker to wake accept all of it)
-    socks = _listen("127.0.0.1", 0, 2)
+    socks = listen("127.0.0.1", 0, 2)
     port = socks[0].getsockname()[1]
     clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
     try:

@@ -298,10 +298,8 @@ def app_from_env() -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    import socket
 
-    import uvicorn
-    from uvicorn.supervisors import Multiprocess
+    from groupbuy.workers import listen, serve
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("scenario")
@@ -316,12 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown bug(s) {unknown}; known: {sorted(BUGS)}")
     # Bind here, as `groupbuy serve` does: with port 0 the kernel picks a free port and no
     # other process can take it before the workers serve on it.
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", args.port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    port = sock.getsockname()[1]
+    socks = listen("127.0.0.1", args.port, args.workers)
+    port = socks[0].getsockname()[1]
     here = str(Path(__file__).resolve().parent)
     os.environ.update(GROUPBUY_STORE=args.store, GROUPBUY_BUGS=",".join(bugs),
                       GROUPBUY_SCENARIO=os.path.abspath(args.scenario),
@@ -331,13 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, here)
     print(f"groupbuy serve: http://127.0.0.1:{port}  (wrong server: {', '.join(bugs)})",
           flush=True)
-    config = uvicorn.Config("wrong_server:app_from_env", factory=True, host="127.0.0.1",
-                            port=port, workers=args.workers, log_level="warning",
-                            access_log=False)
-    if args.workers > 1:
-        Multiprocess(config, sockets=[sock]).run()
-    else:
-        uvicorn.Server(config).run(sockets=[sock])
+    serve("wrong_server:app_from_env", socks, "127.0.0.1", args.workers)
     return 0
 
 
