@@ -213,15 +213,15 @@ def raw_postgres(schema: str, seconds: float) -> str:
                      "available BIGINT NOT NULL, reserved BIGINT NOT NULL DEFAULT 0, "
                      "sold BIGINT NOT NULL DEFAULT 0)")
         conn.execute(f"INSERT INTO {raw}.skus VALUES ('hot', 1000000000, 1000000000)")
+    with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as fh:
+        fh.write("UPDATE skus SET available = available - 1, reserved = reserved + 1 "
+                 "WHERE sku_id = 'hot' AND available >= 1;\n")
     try:
-        with tempfile.NamedTemporaryFile("w", suffix=".sql", delete=False) as fh:
-            fh.write("UPDATE skus SET available = available - 1, reserved = reserved + 1 "
-                     "WHERE sku_id = 'hot' AND available >= 1;\n")
         out = subprocess.run(["pgbench", "-n", "-f", fh.name, "-T", str(int(seconds)), "-c", "8",
                               "-j", "2", PG.split("?")[0]], capture_output=True, text=True,
                              env=os.environ | {"PGOPTIONS": f"-c search_path={raw}"}, timeout=60)
-        os.unlink(fh.name)
     finally:
+        os.unlink(fh.name)
         with psycopg.connect(PG, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA IF EXISTS {raw} CASCADE")
     tps = re.search(r"tps = ([\d.]+)", out.stdout)

@@ -1,10 +1,10 @@
 -- Server-side functions of the PostgreSQL store (reference_server/stores/postgres.py): the hot
--- path in one round trip each. They do what the Python transaction bodies of stores/sql.py do
--- for a plain reservation (`_once` with `_reserve`: no group, no coupon) and for paying an order
--- that is in no group (`_pay`), statement for statement and in the same lock order. Anything
--- else answers 'fallback' before it writes, and the store runs the Python body instead.
+-- path, many requests in one round trip. They do what the Python transaction bodies of
+-- stores/sql.py do for a plain reservation (`_once` with `_reserve`: no group, no coupon) and for
+-- paying an order that is in no group (`_pay`), statement for statement and in the same lock
+-- order. Anything else answers 'fallback' before it writes, and the store runs the Python body.
 -- Rule checks and pricing stay above the store: amounts, limits and the gift count come in as
--- arguments. A refusal is RAISEd as 'groupbuy:<code>:<message>' (the whole call rolls back) or
+-- arguments. A refusal is 'groupbuy:<code>:<message>' (that request's work rolls back) or
 -- recorded as the key's answer, as `records_refusal` says; 'groupbuy:stale' means the request
 -- was priced under a sale that is no longer loaded.
 -- The names carry the version (`_v2`): a changed body gets a new name, so servers of two

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import os
 import secrets
-import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -85,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"--store: {redact_url(str(exc))}") from None
     token, token_source = _admin_token(args)
-    from groupbuy.workers import listen  # uvicorn: the server extra, only when serving
+    from groupbuy.workers import listen, serve  # uvicorn: the server extra, when serving
 
     try:  # claim the port first: a second server must not touch the running one's store
         socks = listen(args.listen, args.port, args.workers)
@@ -120,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"WARNING: {WARNING}", file=sys.stderr, flush=True)
         if warning:
             print(f"WARNING: {warning} (--allow-unsafe-durability)", file=sys.stderr, flush=True)
-        _serve(socks, args)
+        serve("reference_server.app:app_from_env", socks, args.listen, args.workers,
+              args.log_level)
     return 0
 
 
@@ -171,10 +171,3 @@ def _held(handle: IO[str]) -> Iterator[None]:
         yield
     finally:
         handle.close()
-
-
-def _serve(socks: list[socket.socket], args: argparse.Namespace) -> None:
-    from groupbuy.workers import serve
-
-    serve("reference_server.app:app_from_env", socks, args.listen, args.workers,
-          args.log_level)

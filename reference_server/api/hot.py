@@ -52,13 +52,10 @@ class HotRoutes:
 
     def _user(self, scope: Scope) -> str | None:
         """The user behind a valid user token in `Authorization: Bearer`, else None."""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                scheme, _, token = value.decode("latin-1").partition(" ")
-                if scheme.lower() != "bearer":
-                    return None
-                return user_from_token(self.state.secret, token.strip(), self.state.clock())
-        return None
+        scheme, _, token = (_header(scope, b"authorization") or "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return user_from_token(self.state.secret, token.strip(), self.state.clock())
 
     async def _reserve(self, scope: Scope, receive: Receive, send: Send) -> None:
         user, key = self._user(scope), _header(scope, b"idempotency-key")

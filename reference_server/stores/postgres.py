@@ -213,7 +213,7 @@ class PostgresStore(SqlStore):
             return await super().once(idem, op, now, record_refusals=record_refusals)
         p: PricedReserve = op.args[0]
         req = p.req
-        row = await self._batch("reserve").call(
+        row = await self._batched["reserve"].call(
             (idem.user_id, idem.key, idem.fingerprint, now, record_refusals, p.sale_id,
              p.order_id, req.sku_id, req.quantity, p.per_user_limit, p.amount, p.list_amount,
              json.dumps(p.prices), p.expires_at, json.dumps(now)))
@@ -232,7 +232,7 @@ class PostgresStore(SqlStore):
                 raise ApiError("no_sale", "no sale is loaded (POST /v1/admin/sale)")
             gift = sale.rules.first_orders_gift
             try:
-                row = await self._batch("pay").call(
+                row = await self._batched["pay"].call(
                     (order_id, user_id or "", now, sale.sale_id, gift.count if gift else 0))
             except StaleSale:
                 self.forget_recent_sale()
@@ -241,12 +241,6 @@ class PostgresStore(SqlStore):
                 return await super().pay(order_id, user_id, now)
             return OrderRow.from_fields(json.loads(row["snapshot"]))
         raise StoreUnavailable("the sale kept changing while paying an order")
-
-    def _batch(self, kind: str) -> _Batched:
-        batched = self._batched.get(kind)
-        if batched is None or self._hot is None:
-            raise StoreUnavailable("the PostgreSQL store is closed")
-        return batched
 
     async def _call_many(self, conn: psycopg.AsyncConnection, sql: str,
                          params: tuple[Any, ...]) -> list[dict[str, Any]]:
